@@ -1,0 +1,78 @@
+"""Our own checkpoint format: safetensors with the architecture and metrics in the metadata.
+
+Loading never executes anything from a file: safetensors, or ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is corrupt, of an unknown layout or does not fit the model; one sentence."""
+
+
+def save_model(model: nn.Module, path: str | Path, extra: dict | None = None) -> None:
+    """Write ``model``'s weights and ``ViTArch`` to ``path`` (safetensors), atomically."""
+    path = Path(path)
+    kind = "mae" if isinstance(model, MaskedAutoencoder) else "classifier"
+    meta = {"format": "mae-compress-search", "kind": kind, "arch": json.dumps(model.arch.to_dict())}
+    if extra:
+        meta["extra"] = json.dumps(extra)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, or CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path} as safetensors ({e})") from None
+
+
+def load_own(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, extra metadata)``."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != "mae-compress-search":
+        raise CheckpointError(f"{path} was not written by this project (no architecture in its metadata)")
+    arch = ViTArch.from_dict(json.loads(meta["arch"]))
+    model: nn.Module = MaskedAutoencoder(arch) if meta.get("kind") == "mae" else MAEClassifier(arch)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"{path} does not match its recorded architecture: {first}") from None
+    return model.eval(), json.loads(meta.get("extra", "{}"))
+
+
+def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
+    """Copy the encoder of an MAE checkpoint at ``path`` into ``classifier`` (head and norms stay new).
+
+    Raises CheckpointError when keys or shapes do not match the classifier's encoder.
+    """
+    tensors, _ = read_safetensors(path)
+    skip = ("mask_token", "decoder_", "norm.", "fc_norm.", "head.")
+    encoder = {k: v for k, v in tensors.items() if not k.startswith(skip)}
+    own = classifier.state_dict()
+    missing = [k for k in own if not k.startswith(skip) and k not in encoder]
+    wrong = [k for k, v in encoder.items() if k in own and own[k].shape != v.shape]
+    if missing or wrong:
+        what = f"lacks {missing[0]}" if missing else f"has {wrong[0]} of another shape"
+        raise CheckpointError(f"{path} does not fit this model's encoder: it {what}")
+    classifier.load_state_dict(encoder, strict=False)

@@ -1,0 +1,206 @@
+"""Datasets held as in-memory uint8 tensors: Fashion-MNIST from IDX files, or a user's image folder.
+
+Images stay ``uint8 [N, C, H, W]`` until a batch is drawn; normalisation and augmentation happen per
+batch with tensor ops (no worker processes: on a 2-core machine they only steal the cores that train).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+VAL_SIZE = 5000
+SPLIT_SEED = 0  # the train/validation split is fixed: never derived from the run's seed
+
+
+class DatasetError(Exception):
+    """A dataset is missing or unreadable; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split: ``images uint8 [N, C, H, W]``, ``labels int64 [N]``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: float
+    std: float
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def head(self, n: int | None) -> "ImageSplit":
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None:
+            return self
+        return ImageSplit(self.images[:n], self.labels[:n], self.classes, self.mean, self.std)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (optionally gzipped) into a numpy array of its declared dtype and shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"cannot read IDX file {path}: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DatasetError(f"{path} is not an IDX file (bad magic number)")
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if data[2] not in dtypes:
+        raise DatasetError(f"{path} has an unknown IDX element type 0x{data[2]:02x}")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(dtypes[data[2]])
+    body = data[4 + 4 * ndim :]
+    if len(body) != int(np.prod(shape)) * dtype.itemsize:
+        raise DatasetError(f"{path} is truncated: header says {shape}, file holds {len(body)} bytes")
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def _find(data_dir: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem):
+        if (data_dir / name).exists():
+            return data_dir / name
+    return None
+
+
+def _torchvision_fallback(data_dir: Path) -> Path | None:
+    """Download with torchvision where a network exists; None when offline."""
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(data_dir), train=True, download=True)
+        FashionMNIST(str(data_dir), train=False, download=True)
+    except Exception:  # offline or blocked: the caller gives the install hint
+        return None
+    return data_dir / "FashionMNIST" / "raw"
+
+
+def load_fashion_mnist(data_dir: str | Path | None = None, download: bool = False) -> dict[str, ImageSplit]:
+    """Fashion-MNIST as fixed splits: ``train`` (55k), ``val`` (5k, from the train file), ``test`` (10k).
+
+    Looks in ``data_dir`` (default: ``$MAE_FASHION_MNIST_DIR`` or Debian's package location). With
+    ``download=True`` and a network, torchvision's downloader is the fallback.
+    """
+    data_dir = Path(data_dir or os.environ.get("MAE_FASHION_MNIST_DIR", DEFAULT_FASHION_MNIST_DIR))
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+    paths = [_find(data_dir, s) for s in stems]
+    if any(p is None for p in paths) and download:
+        raw = _torchvision_fallback(Path.home() / ".cache" / "mae-compress-search")
+        paths = [_find(raw, s) for s in stems] if raw else paths
+    if any(p is None for p in paths):
+        raise DatasetError(
+            f"Fashion-MNIST not found in {data_dir}: install it with "
+            "'sudo apt-get install dataset-fashion-mnist' or pass --data-dir DIR holding the IDX files"
+        )
+    tr_x, tr_y, te_x, te_y = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    if tr_x.shape[0] != tr_y.shape[0] or te_x.shape[0] != te_y.shape[0]:
+        raise DatasetError(f"Fashion-MNIST in {data_dir} has image and label files of different lengths")
+    perm = torch.randperm(tr_x.shape[0], generator=torch.Generator().manual_seed(SPLIT_SEED))
+    tr_images = torch.from_numpy(tr_x.copy()).unsqueeze(1)
+    tr_labels = torch.from_numpy(tr_y.astype(np.int64))
+    val_idx, train_idx = perm[:VAL_SIZE], perm[VAL_SIZE:]
+
+    def split(x: torch.Tensor, y: torch.Tensor) -> ImageSplit:
+        return ImageSplit(x.contiguous(), y.contiguous(), FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN,
+                          FASHION_MNIST_STD)
+
+    return {
+        "train": split(tr_images[train_idx], tr_labels[train_idx]),
+        "val": split(tr_images[val_idx], tr_labels[val_idx]),
+        "test": split(torch.from_numpy(te_x.copy()).unsqueeze(1), torch.from_numpy(te_y.astype(np.int64))),
+    }
+
+
+def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dict[str, ImageSplit]:
+    """A user's folder: ``root/{train,val,test}/<class>/*.png`` (or ``root/<class>/*`` for one split
+    that is divided 80/10/10 with the fixed split seed). Images are resized to ``img_size``."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import functional as TF
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist")
+
+    def read(folder: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+        try:
+            ds = ImageFolder(str(folder))
+        except (FileNotFoundError, RuntimeError) as e:
+            raise DatasetError(f"cannot read image folder {folder}: {e}") from None
+        xs = []
+        for path, _ in ds.samples:
+            img = ds.loader(path).convert("L" if in_chans == 1 else "RGB")
+            xs.append(TF.pil_to_tensor(TF.resize(img, [img_size, img_size], antialias=True)))
+        return torch.stack(xs), torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes)
+
+    if (root / "train").is_dir():
+        splits = {}
+        for name in ("train", "val", "test"):
+            if (root / name).is_dir():
+                x, y, classes = read(root / name)
+                splits[name] = (x, y)
+        if "val" not in splits:
+            raise DatasetError(f"image folder {root} has train/ but no val/ folder")
+    else:
+        x, y, classes = read(root)
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_val = n_test = max(1, len(y) // 10)
+        parts = {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
+        splits = {k: (x[i], y[i]) for k, i in parts.items()}
+    sample = splits["train"][0].float() / 255.0
+    mean, std = float(sample.mean()), float(sample.std().clamp_min(1e-3))
+    return {k: ImageSplit(x, y, classes, mean, std) for k, (x, y) in splits.items()}
+
+
+def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``uint8 [N, C, H, W]`` -> ``float32 [N, C, H, W]``, standardised."""
+    return (images.float() / 255.0 - mean) / std
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random shift by up to ``pad`` pixels (zero fill) and horizontal flip, per image.
+
+    ``images: [N, C, H, W]`` (any dtype) -> same shape. Batched tensor ops, no Python loop per image.
+    """
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # [N, H]
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # [N, W]
+    flip = torch.rand(n, generator=generator) < 0.5
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx_n = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # [N, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def iterate_batches(
+    split: ImageSplit, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+    augment_images: bool = False, drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(images float32 [B, C, H, W] normalised, labels int64 [B])``."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - (n % batch_size) if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        x = split.images[idx]
+        if augment_images:
+            assert generator is not None, "augmentation needs a seeded generator"
+            x = augment(x, generator)
+        yield normalise(x, split.mean, split.std), split.labels[idx]

@@ -1,0 +1,210 @@
+"""Training recipes: MAE pre-training and classifier fine-tuning. Reproducible and resumable.
+
+    python -m mae.train pretrain --out runs/pretrain --epochs 12
+    python -m mae.train finetune --out runs/finetune --init runs/pretrain/model.safetensors --epochs 12
+    python -m mae.train finetune --out runs/baseline --init random --epochs 12
+
+Every epoch appends a line to ``log.jsonl`` (loss, validation metric, wall time) and rewrites
+``last.pt`` (model, optimizer, schedule, RNG state) atomically; running the same command again resumes
+from it. The finished model is written as ``model.safetensors`` with its architecture in the metadata.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mae.checkpoints import load_encoder_into, save_model
+from mae.data import DatasetError, load_fashion_mnist
+from mae.data import iterate_batches
+from mae.metrics import autocast, reconstruction_mse, top1_accuracy
+from mae.model import MAEClassifier, MaskedAutoencoder, create_model
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier in [0, 1]: linear warm-up, then half-cosine to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: no decay on biases, norms and tokens; layer-wise lr decay as in MAE fine-tuning
+    (``lr_scale = layer_decay ** (depth + 1 - layer)``; 1.0 turns it off)."""
+    depth = len(model.blocks)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("patch_embed", "cls_token", "pos_embed", "mask_token")):
+            layer = 0
+        elif name.startswith("blocks."):
+            layer = int(name.split(".")[1]) + 1
+        else:
+            layer = depth + 1
+        no_decay = p.ndim == 1 or name.endswith("token")
+        g = groups.setdefault((layer, no_decay), {
+            "params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr_scale": layer_decay ** (depth + 1 - layer),
+        })
+        g["params"].append(p)
+    return list(groups.values())
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run (or resume) one recipe; returns the final metrics written to ``metrics.json``."""
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = load_fashion_mnist(args.data_dir)
+    train_split = splits["train"].head(args.limit_train)
+    pretrain = args.recipe == "pretrain"
+
+    if pretrain:
+        model: nn.Module = create_model(args.preset, kind="mae", norm_pix_loss=args.norm_pix_loss)
+        layer_decay = 1.0
+    else:
+        model = create_model(args.preset, kind="classifier", drop_path=args.drop_path)
+        if args.init != "random":
+            load_encoder_into(model, args.init)
+        layer_decay = args.layer_decay if args.layer_decay is not None else (1.0 if args.init == "random" else 0.75)
+
+    groups = param_groups(model, args.weight_decay, layer_decay)
+    lr = args.lr * args.batch_size / 256
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95 if pretrain else 0.999))
+    steps_per_epoch = len(train_split) // args.batch_size
+    total_steps = steps_per_epoch * args.epochs
+    warmup = int(args.warmup_epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(args.seed)
+    start_epoch, step, wall_s = 0, 0, 0.0
+
+    ckpt_path = out / "last.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_epoch, step, wall_s = ck["epoch"], ck["step"], ck["wall_s"]
+        print(f"resuming {args.recipe} from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
+
+    (out / "settings.json").write_text(json.dumps(vars(args), indent=2, default=str))
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        model.train()
+        running, seen = 0.0, 0
+        batches = iterate_batches(train_split, args.batch_size, shuffle=True, generator=gen,
+                                  augment_images=not pretrain or args.augment_pretrain, drop_last=True)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"{args.recipe} {epoch + 1}/{args.epochs}",
+                   disable=args.no_progress)
+        for x, y in bar:
+            mult = cosine_with_warmup(step, total_steps, warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr * mult * g["lr_scale"]
+            with autocast(args.bf16):
+                if pretrain:
+                    loss, _, _ = model(x, mask_ratio=args.mask_ratio, generator=gen)
+                else:
+                    loss = F.cross_entropy(model(x).float(), y, label_smoothing=args.label_smoothing)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss became {float(loss)} at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            opt.step()
+            step += 1
+            running += float(loss.detach()) * x.shape[0]
+            seen += x.shape[0]
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        wall_s += time.time() - t0
+        row = {"epoch": epoch + 1, "train_loss": running / max(1, seen), "lr": lr * mult, "wall_s": round(wall_s, 1)}
+        if pretrain:
+            row["val_masked_mse"] = reconstruction_mse(model, splits["val"], mask_ratio=args.mask_ratio, bf16=args.bf16)
+        else:
+            row["val_top1"] = top1_accuracy(model, splits["val"], bf16=args.bf16)
+        print(json.dumps(row), file=sys.stderr)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "wall_s": wall_s},
+                     ckpt_path)
+
+    metrics = {"recipe": args.recipe, "epochs": args.epochs, "wall_s": round(wall_s, 1), "bf16": args.bf16,
+               "threads": torch.get_num_threads(), "init": None if pretrain else args.init}
+    if pretrain:
+        assert isinstance(model, MaskedAutoencoder)
+        metrics["val_masked_mse"] = reconstruction_mse(model, splits["val"], mask_ratio=args.mask_ratio)
+        metrics["test_masked_mse"] = reconstruction_mse(model, splits["test"], mask_ratio=args.mask_ratio)
+    else:
+        assert isinstance(model, MAEClassifier)
+        metrics["val_top1"] = top1_accuracy(model, splits["val"])
+        metrics["test_top1"] = top1_accuracy(model, splits["test"])
+    save_model(model, out / "model.safetensors", extra={"metrics": metrics})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics))
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mae.train", description=__doc__.split("\n")[0])
+    p.add_argument("recipe", choices=["pretrain", "finetune"])
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, model.safetensors)")
+    p.add_argument("--preset", default="mae_vit_tiny_p4_28")
+    p.add_argument("--init", default="random", help="finetune: MAE checkpoint to start from, or 'random'")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=None, help="base lr per 256 images (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0.05")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--layer-decay", type=float, default=None, help="default 0.75 from MAE, 1.0 from random")
+    p.add_argument("--drop-path", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--clip-grad", type=float, default=None)
+    p.add_argument("--mask-ratio", type=float, default=0.75)
+    p.add_argument("--norm-pix-loss", action="store_true")
+    p.add_argument("--augment-pretrain", action="store_true", help="shift/flip during pre-training too")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training images (tests)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    pretrain = args.recipe == "pretrain"
+    if args.lr is None:
+        args.lr = 1e-3
+    if args.weight_decay is None:
+        args.weight_decay = 0.05
+    try:
+        train(args)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
