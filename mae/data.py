@@ -204,3 +204,15 @@ def iterate_batches(
             assert generator is not None, "augmentation needs a seeded generator"
             x = augment(x, generator)
         yield normalise(x, split.mean, split.std), split.labels[idx]
+
+
+def fit_to_model(split: ImageSplit, img_size: int, in_chans: int) -> ImageSplit:
+    """Resize (bilinear) and repeat or average channels so ``split`` feeds a model built for
+    ``img_size`` x ``img_size`` x ``in_chans`` (e.g. Fashion-MNIST into a 224x224 RGB timm ViT)."""
+    x = split.images
+    if x.shape[1] != in_chans:
+        x = x.expand(-1, in_chans, -1, -1) if x.shape[1] == 1 else x.float().mean(1, keepdim=True).round().byte()
+    if x.shape[-1] != img_size or x.shape[-2] != img_size:
+        x = torch.nn.functional.interpolate(x.float(), size=(img_size, img_size), mode="bilinear",
+                                            antialias=True, align_corners=False).round().clamp(0, 255).byte()
+    return ImageSplit(x.contiguous(), split.labels, split.classes, split.mean, split.std)

@@ -21,6 +21,8 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
+from spaces.shape import BlockShape, ModelShape
+
 
 @dataclass(frozen=True)
 class ViTArch:
@@ -285,6 +287,22 @@ class MaskedAutoencoder(ViTEncoder):
         """Encoder weights only (what fine-tuning starts from), under the classifier's key names."""
         skip = ("mask_token", "decoder_", "norm.")
         return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
+
+
+def describe(model: ViTEncoder, name: str = "") -> ModelShape:
+    """The uncompressed shape of ``model`` (read from its modules, so loaded models work too)."""
+    def shapes(blocks: nn.ModuleList) -> tuple[BlockShape, ...]:
+        return tuple(BlockShape(dim=b.attn.qkv.in_features, heads=b.attn.num_heads, head_dim=b.attn.head_dim,
+                                mlp_hidden=b.mlp.fc1.out_features) for b in blocks)
+
+    arch = model.arch
+    is_mae = isinstance(model, MaskedAutoencoder)
+    return ModelShape(
+        name=name or type(model).__name__, img_size=arch.img_size, patch_size=arch.patch_size,
+        in_chans=arch.in_chans, embed_dim=arch.embed_dim, num_classes=0 if is_mae else arch.num_classes,
+        blocks=shapes(model.blocks), decoder_dim=arch.decoder_embed_dim if is_mae else 0,
+        decoder_blocks=shapes(model.decoder_blocks) if is_mae else (),
+    )
 
 
 def create_model(name: str, kind: Literal["classifier", "mae"] = "classifier", **overrides) -> nn.Module:

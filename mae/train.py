@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mae.checkpoints import load_encoder_into, save_model
+from mae.checkpoints import CheckpointError, load_encoder_into, save_model
 from mae.data import DatasetError, load_fashion_mnist
 from mae.data import iterate_batches
 from mae.metrics import autocast, reconstruction_mse, top1_accuracy
@@ -147,6 +147,9 @@ def train(args: argparse.Namespace) -> dict:
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "wall_s": wall_s},
                      ckpt_path)
+        if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
+            print(f"stopping after {args.stop_after} epochs; run the same command to resume", file=sys.stderr)
+            return {"stopped_at_epoch": epoch + 1}
 
     metrics = {"recipe": args.recipe, "epochs": args.epochs, "wall_s": round(wall_s, 1), "bf16": args.bf16,
                "threads": torch.get_num_threads(), "init": None if pretrain else args.init}
@@ -187,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training images (tests)")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop after N epochs of this run (resume later with the same command)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         args.weight_decay = 0.05
     try:
         train(args)
-    except DatasetError as e:
+    except (DatasetError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

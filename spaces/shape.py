@@ -1,0 +1,63 @@
+"""Shapes of an uncompressed model, as plain data: what configs are validated against and what the
+latency predictor decomposes. ``mae`` builds one from a model (``mae.describe``); nothing here imports
+torch, so the search space and the predictor work without building a model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+LINEARS = ("qkv", "proj", "fc1", "fc2")
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """One transformer block: width ``dim``, ``heads`` x ``head_dim`` attention, ``mlp_hidden`` units."""
+
+    dim: int
+    heads: int
+    head_dim: int
+    mlp_hidden: int
+
+    def linear_dims(self, heads: int | None = None, mlp_hidden: int | None = None) -> dict[str, tuple[int, int]]:
+        """``{linear: (in_features, out_features)}`` with ``heads``/``mlp_hidden`` kept (default: all)."""
+        h = self.heads if heads is None else heads
+        m = self.mlp_hidden if mlp_hidden is None else mlp_hidden
+        attn = h * self.head_dim
+        return {"qkv": (self.dim, 3 * attn), "proj": (attn, self.dim), "fc1": (self.dim, m), "fc2": (m, self.dim)}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A ViT classifier or a full MAE (decoder fields set), before compression.
+
+    ``num_patches`` L = (img_size / patch_size)^2; the encoder sees 1 + L tokens when classifying and
+    1 + L(1 - mask_ratio) when reconstructing; the decoder sees 1 + L.
+    """
+
+    name: str
+    img_size: int
+    patch_size: int
+    in_chans: int
+    embed_dim: int
+    num_classes: int
+    blocks: tuple[BlockShape, ...]
+    decoder_dim: int = 0
+    decoder_blocks: tuple[BlockShape, ...] = ()
+
+    @property
+    def num_patches(self) -> int:
+        return (self.img_size // self.patch_size) ** 2
+
+    @property
+    def is_mae(self) -> bool:
+        return self.decoder_dim > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelShape":
+        blocks = tuple(BlockShape(**b) for b in d["blocks"])
+        dec = tuple(BlockShape(**b) for b in d.get("decoder_blocks", ()))
+        rest = {k: v for k, v in d.items() if k not in ("blocks", "decoder_blocks")}
+        return cls(blocks=blocks, decoder_blocks=dec, **rest)
