@@ -53,12 +53,29 @@ def load_own(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path} was not written by this project (no architecture in its metadata)")
     arch = ViTArch.from_dict(json.loads(meta["arch"]))
     model: nn.Module = MaskedAutoencoder(arch) if meta.get("kind") == "mae" else MAEClassifier(arch)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"{path} does not match its recorded architecture: {first}") from None
+    load_weights_strict(model, tensors, f"{path} does not match its recorded architecture")
     return model.eval(), json.loads(meta.get("extra", "{}"))
+
+
+def load_weights_strict(model: nn.Module, tensors: dict[str, torch.Tensor], failure: str) -> None:
+    """``model.load_state_dict(tensors)`` (strict), or CheckpointError ``"{failure}: {first problem}"``.
+
+    Checked before loading so that the sentence names one missing, unexpected, mis-shaped or
+    non-float tensor instead of torch's list of every key.
+    """
+    own = model.state_dict()
+    problems = [f"it lacks {k}" for k in own if k not in tensors]
+    problems += [f"it has an unexpected {k}" for k in tensors if k not in own]
+    problems += [
+        f"{k} has shape {tuple(tensors[k].shape)} where {tuple(v.shape)} is expected"
+        for k, v in own.items() if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems += [f"{k} is {tensors[k].dtype}, not floating point"
+                 for k in own if k in tensors and not tensors[k].is_floating_point()]
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{failure}: {problems[0]}{more}")
+    model.load_state_dict(tensors)
 
 
 def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
@@ -76,3 +93,13 @@ def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
         what = f"lacks {missing[0]}" if missing else f"has {wrong[0]} of another shape"
         raise CheckpointError(f"{path} does not fit this model's encoder: it {what}")
     classifier.load_state_dict(encoder, strict=False)
+
+
+def __getattr__(name: str):
+    """``from mae.checkpoints import load_model`` works too; resolved lazily because
+    ``mae.loaders`` (where the loaders for foreign checkpoints live) imports this module."""
+    if name in ("load_model", "load_official_mae", "load_timm_state_dict"):
+        from mae import loaders
+
+        return getattr(loaders, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

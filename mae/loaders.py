@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
-from mae.checkpoints import CHECKPOINT_DIR, CheckpointError, load_own, read_safetensors
+from mae.checkpoints import CHECKPOINT_DIR, CheckpointError, load_own, load_weights_strict, read_safetensors
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "mae_vit_tiny_p4_28_finetuned.safetensors"
@@ -78,14 +78,14 @@ def _torch_load(path: Path) -> object:
         with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
             warnings.simplefilter("ignore")  # protocol warnings for foreign pickles: we report below
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... by case
+    except Exception as e:  # noqa: BLE001 - RuntimeError, UnpicklingError, EOFError, ... by case
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found:
             raise CheckpointError(
                 f"{path} holds pickled Python objects ({found.group(1)}), not only tensors, and was "
                 "refused because loading it could run code (save a state_dict instead)"
             ) from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(Check the documentation|$)", str(e), re.S)
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(Check the documentation|$)", str(e), re.DOTALL)
         detail = _short(Exception(reason.group(1))) if reason else _short(e)
         raise CheckpointError(f"cannot read {path}: it is truncated or not a checkpoint ({detail})") from None
 
@@ -218,15 +218,15 @@ def infer_arch(
         grid = math.isqrt(positions)
         if grid * grid != positions:
             raise CheckpointError(f"{source} has a pos_embed of {positions} positions, which is no square grid")
-    fields: dict = dict(
-        img_size=grid * patch, patch_size=patch, in_chans=in_chans, embed_dim=width,
-        depth=_depth(sd, "blocks", source), num_heads=_heads(width, num_heads, "attention", source),
-        mlp_ratio=_mlp_ratio(sd["blocks.0.mlp.fc1.weight"].shape[0], width),
-        qkv_bias="blocks.0.attn.qkv.bias" in sd, layer_norm_eps=layer_norm_eps,
-        global_pool="avg" if "fc_norm.weight" in sd else "token",
-        num_classes=sd["head.weight"].shape[0] if "head.weight" in sd else 0,
-        norm_pix_loss=norm_pix_loss,
-    )
+    fields: dict = {
+        "img_size": grid * patch, "patch_size": patch, "in_chans": in_chans, "embed_dim": width,
+        "depth": _depth(sd, "blocks", source), "num_heads": _heads(width, num_heads, "attention", source),
+        "mlp_ratio": _mlp_ratio(sd["blocks.0.mlp.fc1.weight"].shape[0], width),
+        "qkv_bias": "blocks.0.attn.qkv.bias" in sd, "layer_norm_eps": layer_norm_eps,
+        "global_pool": "avg" if "fc_norm.weight" in sd else "token",
+        "num_classes": sd["head.weight"].shape[0] if "head.weight" in sd else 0,
+        "norm_pix_loss": norm_pix_loss,
+    }
     if "decoder_embed.weight" in sd:
         dec_width = sd["decoder_embed.weight"].shape[0]
         dec_ratio = _mlp_ratio(sd["decoder_blocks.0.mlp.fc1.weight"].shape[0], dec_width) \
@@ -254,19 +254,7 @@ def _fix_pos_embed(sd: StateDict, arch: ViTArch) -> StateDict:
 
 
 def _load_weights(model: nn.Module, sd: StateDict, source: str) -> nn.Module:
-    """Strict load with a one-sentence error for the first missing, extra or mis-shaped tensor."""
-    own = model.state_dict()
-    problems = [f"it lacks {k}" for k in own if k not in sd]
-    problems += [f"it has an unexpected {k}" for k in sd if k not in own]
-    problems += [
-        f"{k} has shape {tuple(sd[k].shape)} where {tuple(v.shape)} is expected"
-        for k, v in own.items() if k in sd and sd[k].shape != v.shape
-    ]
-    problems += [f"{k} is {sd[k].dtype}, not floating point" for k in own if k in sd and not sd[k].is_floating_point()]
-    if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise CheckpointError(f"{source} does not fit the inferred architecture: {problems[0]}{more}")
-    model.load_state_dict(sd)
+    load_weights_strict(model, sd, f"{source} does not fit the inferred architecture")
     return model.eval()
 
 
@@ -365,7 +353,7 @@ def _is_own_file(path: Path) -> bool:
             return False
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("format") == "mae-compress-search"
-    except Exception:  # unreadable: read_state_dict reports it in one sentence
+    except Exception:  # noqa: BLE001 - unreadable: read_state_dict reports it in one sentence
         return False
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -28,14 +27,7 @@ from mae.data import DatasetError, load_fashion_mnist
 from mae.data import iterate_batches
 from mae.metrics import autocast, reconstruction_mse, top1_accuracy
 from mae.model import MAEClassifier, MaskedAutoencoder, create_model
-
-
-def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier in [0, 1]: linear warm-up, then half-cosine to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+from mae.schedule import cosine_with_warmup
 
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -175,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="random", help="finetune: MAE checkpoint to start from, or 'random'")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=None, help="base lr per 256 images (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default 0.05")
+    p.add_argument("--lr", type=float, default=1e-3, help="base lr per 256 images")
+    p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--layer-decay", type=float, default=None, help="default 0.75 from MAE, 1.0 from random")
     p.add_argument("--drop-path", type=float, default=0.1)
@@ -198,11 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    pretrain = args.recipe == "pretrain"
-    if args.lr is None:
-        args.lr = 1e-3
-    if args.weight_decay is None:
-        args.weight_decay = 0.05
     try:
         train(args)
     except (DatasetError, CheckpointError) as e:

@@ -1,10 +1,10 @@
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
-from mae.train import cosine_with_warmup, main
+from mae.schedule import cosine_with_warmup
+from mae.train import main
 
 TINY = ["--preset", "mae_vit_test_p7_28", "--limit-train", "512", "--batch-size", "128", "--no-progress",
         "--threads", "1"]

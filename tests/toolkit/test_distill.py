@@ -1,0 +1,68 @@
+import copy
+
+import torch
+
+from mae.model import create_model
+from spaces.config import DistillConfig
+from toolkit.distill import kd_classification_loss, recover
+
+
+def test_kd_loss_is_zero_kl_for_identical_logits_and_scales_with_t_squared():
+    logits, labels = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    same = kd_classification_loss(logits, logits, labels, DistillConfig(temperature=2.0, alpha=0.0))
+    assert abs(same.item()) < 1e-6
+    s, t = torch.randn(8, 10), torch.randn(8, 10)
+    # at high temperature KL ~ (mean squared logit gap) / (2 T^2): the T^2 factor keeps it O(1)
+    big = [kd_classification_loss(s, t, labels, DistillConfig(temperature=T, alpha=0.0)).item() for T in (20, 40)]
+    assert abs(big[0] / big[1] - 1) < 0.05
+
+
+def test_feature_term_adds_token_mse():
+    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    tok_s, tok_t = torch.zeros(4, 5, 8), torch.ones(4, 5, 8)
+    base = kd_classification_loss(s, t, y, DistillConfig(feature_weight=0.0), tok_s, tok_t)
+    with_feat = kd_classification_loss(s, t, y, DistillConfig(feature_weight=0.5), tok_s, tok_t)
+    assert torch.allclose(with_feat - base, torch.tensor(0.5))
+
+
+def _perturbed(model, scale=0.3):
+    student = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in student.parameters():
+            if p.requires_grad:
+                p.add_(scale * p.std().nan_to_num() * torch.randn_like(p))
+    return student
+
+
+def test_recovery_reduces_the_distillation_loss(fashion_mnist):
+    teacher = create_model("mae_vit_test_p7_28")
+    torch.nn.init.normal_(teacher.head.weight, std=0.5)  # a confident teacher: MAE's head init is ~0
+    student = _perturbed(teacher, scale=1.0)
+    cfg = DistillConfig(temperature=2.0, alpha=0.0, steps=40)
+    x = (fashion_mnist["val"].images[:256].float() / 255 - 0.286) / 0.353
+
+    def kd_on_fixed_batch() -> float:
+        with torch.no_grad():
+            return kd_classification_loss(student(x), teacher(x), torch.zeros(256, dtype=torch.long), cfg).item()
+
+    before = kd_on_fixed_batch()
+    rep = recover(student, teacher, fashion_mnist["train"].head(2048), cfg, batch_size=64, lr=1e-3, bf16=False,
+                  progress=False)
+    assert rep.steps == 40 and kd_on_fixed_batch() < 0.5 * before
+    assert not student.training and all(not p.requires_grad for p in teacher.parameters())
+
+
+def test_reconstruction_recovery_runs_on_a_full_mae(fashion_mnist):
+    teacher = create_model("mae_vit_test_p7_28", kind="mae")
+    student = _perturbed(teacher)
+    rep = recover(student, teacher, fashion_mnist["train"].head(1024), DistillConfig(alpha=0.1, steps=20),
+                  batch_size=64, lr=1e-3, bf16=False, progress=False)
+    assert rep.steps == 20 and rep.last_loss < rep.first_loss
+
+
+def test_zero_steps_is_a_no_op():
+    teacher = create_model("mae_vit_test_p7_28")
+    student = copy.deepcopy(teacher)
+    rep = recover(student, teacher, None, DistillConfig(steps=0), progress=False)  # type: ignore[arg-type]
+    assert rep.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), teacher.state_dict().values()))

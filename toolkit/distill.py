@@ -1,0 +1,129 @@
+"""Recovery of a compressed student from its uncompressed teacher by knowledge distillation.
+
+Classification: ``T^2 * KL(softmax(t/T) || softmax(s/T)) + alpha * CE(s, y)
++ feature_weight * MSE(student tokens, teacher tokens)`` (Hinton et al. 2015; the T^2 keeps the
+gradient scale independent of T). Reconstruction (full MAE): MSE between the student's and the
+teacher's predicted pixels on the masked patches of one shared mask, ``+ alpha *`` the student's own
+masked-patch loss, + the same token-feature term on the encoder's visible tokens.
+
+Pruning keeps the embedding width, so student and teacher tokens always have the same shape.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mae.data import ImageSplit, iterate_batches
+from mae.metrics import autocast
+from mae.model import MAEClassifier, MaskedAutoencoder, masked_patch_loss
+from spaces.config import DistillConfig
+from mae.schedule import cosine_with_warmup
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    steps: int
+    first_loss: float
+    last_loss: float
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def kd_classification_loss(
+    s_logits: torch.Tensor, t_logits: torch.Tensor, labels: torch.Tensor, cfg: DistillConfig,
+    s_tokens: torch.Tensor | None = None, t_tokens: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``s_logits, t_logits: [N, classes]``, ``labels: [N]``, tokens ``[N, 1 + L, D]`` -> scalar loss."""
+    t = cfg.temperature
+    kl = F.kl_div(F.log_softmax(s_logits.float() / t, dim=-1), F.log_softmax(t_logits.float() / t, dim=-1),
+                  reduction="batchmean", log_target=True)
+    loss = kl * t * t + cfg.alpha * F.cross_entropy(s_logits.float(), labels)
+    if cfg.feature_weight and s_tokens is not None and t_tokens is not None:
+        loss = loss + cfg.feature_weight * F.mse_loss(s_tokens.float(), t_tokens.float())
+    return loss
+
+
+def _classification_step(student: MAEClassifier, teacher: MAEClassifier, x, y, cfg: DistillConfig):
+    with torch.no_grad():
+        t_tokens = teacher.forward_features(x)
+        t_logits = teacher.head(teacher.pool(t_tokens))
+    s_tokens = student.forward_features(x)
+    s_logits = student.head(student.pool(s_tokens))
+    return kd_classification_loss(s_logits, t_logits, y, cfg, s_tokens, t_tokens)
+
+
+def _reconstruction_step(student: MaskedAutoencoder, teacher: MaskedAutoencoder, x, cfg: DistillConfig,
+                         gen: torch.Generator, mask_ratio: float):
+    # One mask for both so that the student learns the teacher's answer to the same question.
+    state = gen.get_state()
+    s_latent, mask, ids_restore = student.forward_encoder(x, mask_ratio, gen)
+    gen_t = torch.Generator().set_state(state)
+    with torch.no_grad():
+        t_latent, _, _ = teacher.forward_encoder(x, mask_ratio, gen_t)
+        t_pred = teacher.forward_decoder(t_latent, ids_restore)
+    s_pred = student.forward_decoder(s_latent, ids_restore)
+    loss = masked_patch_loss(s_pred, t_pred, mask)
+    if cfg.alpha:
+        loss = loss + cfg.alpha * masked_patch_loss(s_pred, student.target(x), mask)
+    if cfg.feature_weight:
+        loss = loss + cfg.feature_weight * F.mse_loss(s_latent.float(), t_latent.float())
+    return loss
+
+
+def recover(
+    student: nn.Module, teacher: nn.Module, train: ImageSplit, cfg: DistillConfig, *, batch_size: int = 128,
+    lr: float = 1e-4, weight_decay: float = 0.0, bf16: bool = True, seed: int = 0, mask_ratio: float = 0.75,
+    progress: bool = True, time_limit_s: float | None = None,
+) -> RecoveryReport:
+    """Train ``student`` in place for ``cfg.steps`` steps (or until ``time_limit_s``) against ``teacher``.
+
+    Works for classifiers and full MAEs (``mask_ratio`` applies to the latter). The teacher is frozen
+    and kept in eval mode; the student ends in eval mode.
+    """
+    if cfg.steps <= 0:
+        return RecoveryReport(0, float("nan"), float("nan"), 0.0)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student.train()
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    is_mae = isinstance(student, MaskedAutoencoder)
+    t0, step, first, last = time.perf_counter(), 0, float("nan"), float("nan")
+    bar = tqdm(total=cfg.steps, desc="distill", disable=not progress, leave=False)
+    while step < cfg.steps:
+        for x, y in iterate_batches(train, batch_size, shuffle=True, generator=gen, augment_images=not is_mae,
+                                    drop_last=True):
+            for g in opt.param_groups:
+                g["lr"] = lr * cosine_with_warmup(step, cfg.steps, max(1, cfg.steps // 20))
+            with autocast(bf16):
+                if is_mae:
+                    loss = _reconstruction_step(student, teacher, x, cfg, gen, mask_ratio)
+                else:
+                    loss = _classification_step(student, teacher, x, y, cfg)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"distillation loss became {float(loss)} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            last = float(loss.detach())
+            first = last if step == 0 else first
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{last:.4f}")
+            if step >= cfg.steps or (time_limit_s and time.perf_counter() - t0 > time_limit_s):
+                break
+        if time_limit_s and time.perf_counter() - t0 > time_limit_s:
+            break
+    bar.close()
+    student.eval()
+    return RecoveryReport(step, first, last, round(time.perf_counter() - t0, 2))
