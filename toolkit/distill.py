@@ -84,14 +84,13 @@ def recover(
 ) -> RecoveryReport:
     """Train ``student`` in place for ``cfg.steps`` steps (or until ``time_limit_s``) against ``teacher``.
 
-    Works for classifiers and full MAEs (``mask_ratio`` applies to the latter). The teacher is frozen
-    and kept in eval mode; the student ends in eval mode.
+    Works for classifiers and full MAEs (``mask_ratio`` applies to the latter). The teacher runs in
+    eval mode under no_grad and is not modified; the student ends in eval mode.
     """
     if cfg.steps <= 0:
         return RecoveryReport(0, float("nan"), float("nan"), 0.0)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher_was_training = teacher.training
+    teacher.eval()  # its forward runs under no_grad; its parameters are left as the caller had them
     student.train()
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -126,4 +125,5 @@ def recover(
             break
     bar.close()
     student.eval()
+    teacher.train(teacher_was_training)
     return RecoveryReport(step, first, last, round(time.perf_counter() - t0, 2))
