@@ -1,0 +1,137 @@
+"""``SearchSettings``: everything a search needs, parsed and checked from the command line.
+
+The settings are plain data, written to ``results/<study>/settings.json`` so that a run can be
+reproduced and resumed.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from search.budget import parse_budget_ms
+from spaces.space import TECHNIQUES
+
+SAMPLERS = ("tpe", "nsga2", "random")
+TASKS = ("classify", "reconstruct")
+BACKENDS = ("optuna", "ray")
+
+
+class SettingsError(ValueError):
+    """A command-line value that cannot be used; one sentence."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    budget_ms: float
+    device: str = "rpi4"
+    model: str = "default"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    task: str = "classify"
+    trials: int = 40
+    timeout_s: float | None = 15 * 60
+    sampler: str = "tpe"
+    techniques: tuple[str, ...] = TECHNIQUES
+    storage: str | None = None
+    study_name: str | None = None
+    resume: bool = False
+    seed: int = 0
+    results_dir: str = "results"
+    backend: str = "optuna"
+    jobs: int = 1
+    ray_address: str | None = None
+    # multi-fidelity: cheap estimate on `cheap_val_images` validation images without recovery; the
+    # promising trials get `recover_steps` of distillation and the whole validation split
+    cheap_val_images: int = 1000
+    recover_steps: int = 150
+    promising_margin: float = 0.03
+    far_over_budget: float = 1.5
+    bf16: bool = True
+    progress: bool = True
+
+    @property
+    def resolved_study_name(self) -> str:
+        if self.study_name:
+            return self.study_name
+        techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "joint"
+        return f"{self.task}-{self.device}-{self.budget_ms:g}ms-{techniques}-{self.sampler}-s{self.seed}"
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.results_dir) / self.resolved_study_name
+
+    @property
+    def resolved_storage(self) -> str:
+        return self.storage or f"sqlite:///{self.study_dir / 'study.db'}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["study_name"], d["storage"] = self.resolved_study_name, self.resolved_storage
+        return d
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_search.py",
+        description="Search the best compressed MAE ViT that fits an on-device latency budget.")
+    p.add_argument("--budget", required=True, help="latency budget with a unit: 20ms, 0.02s, 20000us")
+    p.add_argument("--device", default="rpi4", help="device profile (see `maec devices`)")
+    p.add_argument("--model", default="default", help="'default', a checkpoint path, or timm:NAME")
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or an image folder")
+    p.add_argument("--data-dir", default=None, help="folder holding the Fashion-MNIST IDX files")
+    p.add_argument("--task", choices=TASKS, default="classify")
+    p.add_argument("--trials", type=int, default=40, help="number of trials (this run)")
+    p.add_argument("--timeout", default="15min", help="stop starting trials after this long: 900s, 15min, 0 = none")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--techniques", default=",".join(TECHNIQUES),
+                   help=f"comma-separated subset of {','.join(TECHNIQUES)}")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in results/<study>/)")
+    p.add_argument("--study-name", default=None)
+    p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--backend", choices=BACKENDS, default="optuna")
+    p.add_argument("--jobs", type=int, default=1, help="trials in parallel")
+    p.add_argument("--ray-address", default=None, help="existing Ray cluster (with --backend ray)")
+    p.add_argument("--cheap-val-images", type=int, default=1000)
+    p.add_argument("--recover-steps", type=int, default=150)
+    p.add_argument("--no-bf16", action="store_true", help="run in fp32 (slower, bit-stable)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_duration_s(text: str) -> float | None:
+    """``900``/``900s``/``15min``/``1h`` -> seconds; ``0`` -> None (no timeout)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|min|m|h)?\s*", text)
+    if not m:
+        raise SettingsError(f"--timeout {text!r} is not a duration: write e.g. 900s, 15min or 1h")
+    seconds = float(m.group(1)) * {"s": 1, None: 1, "min": 60, "m": 60, "h": 3600}[m.group(2)]
+    return seconds or None
+
+
+def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
+    """Parse and check; raises SettingsError (or BudgetError) with one sentence."""
+    a = build_parser().parse_args(argv)
+    techniques = tuple(t.strip() for t in a.techniques.split(",") if t.strip())
+    unknown = [t for t in techniques if t not in TECHNIQUES]
+    if unknown or not techniques:
+        raise SettingsError(f"--techniques: {unknown[0] if unknown else 'nothing'} is not one of "
+                            f"{', '.join(TECHNIQUES)}")
+    if techniques == ("distill",):
+        raise SettingsError("--techniques distill alone compresses nothing: add prune, quant or lowrank")
+    for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
+                             ("--recover-steps", a.recover_steps, 0)):
+        if value < low:
+            raise SettingsError(f"{name} must be at least {low}, got {value}")
+    if a.ray_address and a.backend != "ray":
+        raise SettingsError("--ray-address needs --backend ray")
+    return SearchSettings(
+        budget_ms=parse_budget_ms(a.budget), device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
+        task=a.task, trials=a.trials, timeout_s=parse_duration_s(a.timeout), sampler=a.sampler,
+        techniques=techniques, storage=a.storage, study_name=a.study_name, resume=a.resume, seed=a.seed,
+        results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
+        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps, bf16=not a.no_bf16,
+        progress=not a.no_progress,
+    )
