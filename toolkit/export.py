@@ -29,12 +29,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn as nn
 from onnx import helper, numpy_helper
+from torch import nn
 
 from mae.model import MaskedAutoencoder
-from toolkit.onnx_quant import (INT4_BLOCK_SIZE, NodeQuant, QuantizeReport, int4_block_size, linear_nodes,  # noqa: F401
-                                module_of, quantize_onnx)
+from spaces.config import CompressionConfig
+from toolkit.lowrank import LowRankLinear, linear_sites
+from toolkit.onnx_quant import (  # noqa: F401
+    INT4_BLOCK_SIZE,
+    NodeQuant,
+    QuantizeReport,
+    int4_block_size,
+    linear_nodes,
+    module_of,
+    quantize_onnx,
+)
 
 OPSET = 17  # LayerNormalization is a single op from 17; QDQ per-channel needs >= 13.
 
@@ -55,7 +64,7 @@ class _FixedMaskMAE(MaskedAutoencoder):
 
 def _fixed_mask_view(mae: MaskedAutoencoder, mask_ratio: float, seed: int) -> nn.Module:
     """Shallow copy with the class swapped: same module names (``blocks.0.attn.qkv``), no wrapper
-    prefix in the exported node names, and the caller's model is not modified."""
+    prefix in the exported node names. ``ids_keep`` / ``ids_restore`` become graph constants."""
     length = mae.arch.num_patches
     keep = int(length * (1 - mask_ratio))
     perm = torch.randperm(length, generator=torch.Generator().manual_seed(seed))
@@ -66,16 +75,13 @@ def _fixed_mask_view(mae: MaskedAutoencoder, mask_ratio: float, seed: int) -> nn
     return view
 
 
-def _plain_linears(model: nn.Module) -> nn.Module:
-    """A copy in which fake-quantized Linears are plain ``nn.Linear``s with their quantized values
-    (their input quantizers are left to the ONNX quantizer); the model itself if there are none."""
+def _plain_linears_(model: nn.Module) -> None:
+    """Replace fake-quantized Linears by plain ``nn.Linear``s holding their quantized values, in
+    place (their input quantizers are the ONNX quantizer's job, from the same calibration data)."""
     try:
         from toolkit.quant import FakeQuantLinear, fake_quant_weight
     except ImportError:  # quant.py absent: nothing to convert
-        return model
-    if not any(isinstance(m, FakeQuantLinear) for m in model.modules()):
-        return model
-    model = copy.deepcopy(model)
+        return
     for name, m in list(model.named_modules()):
         if isinstance(m, FakeQuantLinear):
             plain = nn.Linear(m.in_features, m.out_features, m.bias is not None)
@@ -85,7 +91,6 @@ def _plain_linears(model: nn.Module) -> nn.Module:
                     plain.bias.copy_(m.bias)
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, attr, plain)
-    return model
 
 
 def _gemm_to_matmul(model: onnx.ModelProto) -> None:
@@ -144,23 +149,36 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: tuple[int, .
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = model.arch
     shape = input_shape or (1, arch.in_chans, arch.img_size, arch.img_size)
-    src = _plain_linears(model).cpu()
-    was_training = src.training
-    src.eval()
+    # A float32 CPU copy: .cpu() / .float() / eval() would otherwise change the caller's model.
+    src = copy.deepcopy(model).cpu().float().eval()
+    _plain_linears_(src)
     is_mae = isinstance(src, MaskedAutoencoder)
     traced = _fixed_mask_view(src, mask_ratio, mask_seed) if is_mae else src
     out_name = "pred" if is_mae else "logits"
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-            torch.onnx.export(traced, (torch.zeros(shape),), str(path), dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=[out_name],
-                              dynamic_axes={"images": {0: "batch"}, out_name: {0: "batch"}})
-    finally:
-        src.train(was_training)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(traced, (torch.zeros(shape),), str(path), dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=[out_name],
+                          dynamic_axes={"images": {0: "batch"}, out_name: {0: "batch"}})
     proto = onnx.load(str(path))
     _gemm_to_matmul(proto)
     _check_linears(proto, src)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return path
+
+
+def linear_bits_for(model: nn.Module, config: CompressionConfig) -> dict[str, int]:
+    """``{module name: weight bits}`` for :func:`quantize_onnx`, for a model compressed by ``config``.
+
+    Low-rank Linears give their bits to ``<name>.first`` and ``<name>.second``; Linears removed by
+    pruning are left out, and so are Linears outside the blocks (head, decoder_embed: fp32).
+    """
+    out: dict[str, int] = {}
+    for site in linear_sites(model, config):
+        if site.module is None or site.pruned:
+            continue
+        bits = site.block.weight_bits[site.key]
+        names = [f"{site.name}.first", f"{site.name}.second"] if isinstance(site.module, LowRankLinear) else [site.name]
+        out.update({n: bits for n in names})
+    return out

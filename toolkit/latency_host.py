@@ -7,9 +7,9 @@ optimizations, which is also what fuses ORT's QDQ patterns into integer kernels.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import onnxruntime as ort
