@@ -26,6 +26,8 @@ from mae.checkpoints import CHECKPOINT_DIR, CheckpointError, load_own, load_weig
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "mae_vit_tiny_p4_28_finetuned.safetensors"
+DEFAULT_MAE_CHECKPOINT = CHECKPOINT_DIR / "mae_vit_tiny_p4_28_pretrain.safetensors"
+SHIPPED = {"default": DEFAULT_CHECKPOINT, "default-mae": DEFAULT_MAE_CHECKPOINT}
 StateDict = dict[str, torch.Tensor]
 
 # Widths whose published models do not use 64-wide heads (ViT-H/14, ViT-g/14, ViT-G/14: 16 heads).
@@ -360,16 +362,17 @@ def _is_own_file(path: Path) -> bool:
 def load_model(spec: str | Path, *, num_heads: int | None = None, decoder_num_heads: int | None = None) -> nn.Module:
     """The one entry point for a model named on the command line; returns it in eval mode.
 
-    ``spec`` is ``default`` (the shipped fine-tuned classifier), ``timm:NAME`` (timm's architecture
+    ``spec`` is ``default`` (the shipped fine-tuned classifier), ``default-mae`` (the shipped
+    pretrained MAE, encoder + decoder), ``timm:NAME`` (timm's architecture
     with random weights, converted), or a path to our own safetensors, an official MAE checkpoint or a
     timm state dict; the layout is told by metadata and keys, not by the file name.
     """
     spec_str = str(spec)
-    if spec_str == "default":
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise CheckpointError(f"the shipped default model {DEFAULT_CHECKPOINT} is missing; "
+    if spec_str in SHIPPED:
+        if not SHIPPED[spec_str].is_file():
+            raise CheckpointError(f"the shipped model {SHIPPED[spec_str]} is missing; "
                                   "train it with mae.train or pass a checkpoint path")
-        return load_own(DEFAULT_CHECKPOINT)[0]
+        return load_own(SHIPPED[spec_str])[0]
     if spec_str.startswith("timm:"):
         import timm
 

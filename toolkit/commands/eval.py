@@ -7,16 +7,16 @@ import time
 
 import torch
 
-from mae.checkpoints import load_model
 from mae.data import fit_to_model, load_fashion_mnist, load_image_folder
 from mae.metrics import reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder
+from toolkit.artifacts import load_any
 from toolkit.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a data split")
-    p.add_argument("--model", default="default", help="'default', a checkpoint path, or timm:NAME")
+    p.add_argument("--model", default="default", help="'default', 'default-mae', a checkpoint path, timm:NAME, or a folder written by maec apply")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or an image folder")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     torch.manual_seed(0)
-    model = load_model(args.model)
+    model = load_any(args.model)
     split = load_split(args.data, args.data_dir, args.split, model).head(args.limit)
     t0 = time.perf_counter()
     result: dict = {"model": args.model, "split": args.split, "n": len(split)}
