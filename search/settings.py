@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from evaluators.latency.profile import DEFAULT_PROFILE
 from search.budget import parse_budget_ms
 from spaces.space import TECHNIQUES
 
@@ -25,7 +26,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class SearchSettings:
     budget_ms: float
-    device: str = "rpi4"
+    device: str = DEFAULT_PROFILE
     model: str = "default"
     data: str = "fashion-mnist"
     data_dir: str | None = None
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_search.py",
         description="Search the best compressed MAE ViT that fits an on-device latency budget.")
     p.add_argument("--budget", required=True, help="latency budget with a unit: 20ms, 0.02s, 20000us")
-    p.add_argument("--device", default="rpi4", help="device profile (see `maec devices`)")
+    p.add_argument("--device", default=DEFAULT_PROFILE, help="device profile name or .json (see `maec devices`)")
     p.add_argument("--model", default="default", help="'default', a checkpoint path, or timm:NAME")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or an image folder")
     p.add_argument("--data-dir", default=None, help="folder holding the Fashion-MNIST IDX files")

@@ -1,0 +1,170 @@
+"""The Optuna backend: create or resume the study, run the trials, write ``results/<study>/``."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from search.objective import OBJECTIVE_NAMES, Objective
+from search.results import layer_plot, layer_table, pareto_front, pareto_plot, write_tables
+from search.settings import SearchSettings, SettingsError
+from search.setup import SearchSetup, build_setup
+from search.winner import best_feasible, closest_trials, export_winner
+from spaces.config import CompressionConfig
+from toolkit.io import write_text_atomic
+
+
+@dataclass
+class SearchOutcome:
+    study: optuna.Study
+    out_dir: Path
+    winner: dict | None
+    failed: int
+
+
+def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+    """Constraint-aware samplers read the constraint that the objective sets with ``set_constraint``."""
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=max(8, min(20, settings.trials // 3)))
+    # multivariate + group: the knobs of one block interact (and are conditional on heads/units)
+    return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, group=True,
+                                      n_startup_trials=max(5, min(10, settings.trials // 4)),
+                                      constant_liar=settings.jobs > 1, warn_independent_sampling=False)
+
+
+def open_study(settings: SearchSettings, metric: str) -> optuna.Study:
+    """Create the study, or load it with ``--resume``; refuse to mix the two up."""
+    storage_url = settings.resolved_storage
+    if storage_url.startswith("sqlite:///"):
+        Path(storage_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.get_storage(storage_url)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    name = settings.resolved_study_name
+    if name in names and not settings.resume:
+        raise SettingsError(f"study {name!r} exists in {storage_url}: pass --resume to continue it, "
+                            "or --study-name NAME for a new one")
+    if name not in names and settings.resume:
+        raise SettingsError(f"--resume: there is no study {name!r} in {storage_url}")
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                directions=["maximize", "minimize"], sampler=make_sampler(settings))
+    study.set_metric_names(list(OBJECTIVE_NAMES[metric]))
+    return study
+
+
+def fail_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed run are marked FAIL (their work is lost; finished ones are kept)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search was killed")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n
+
+
+class _RecordFailures:
+    """Wraps the objective: an exception becomes a FAIL trial with its reason in ``fail_reason``."""
+
+    def __init__(self, objective: Objective):
+        self.objective = objective
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        try:
+            return self.objective(trial)
+        except Exception as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+            raise
+
+
+def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study) -> None:
+    objective = _RecordFailures(Objective(settings, setup.space, setup.evaluator, setup.predict_ms))
+    bar = tqdm(total=settings.trials, desc="trials", disable=not settings.progress, file=sys.stderr)
+
+    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        best = best_feasible(study)
+        bar.update(1)
+        bar.set_postfix(best=f"{best.values[0]:.4f}@{best.values[1]:.1f}ms" if best else "none feasible",
+                        last=trial.user_attrs.get("stage", trial.state.name))
+
+    torch.set_num_threads(max(1, torch.get_num_threads() // settings.jobs))
+    study.optimize(objective, n_trials=settings.trials, timeout=settings.timeout_s, n_jobs=settings.jobs,
+                   catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
+    bar.close()
+
+
+def search(settings: SearchSettings) -> SearchOutcome:
+    """Run (or resume) a search and write its results; returns the outcome."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    setup = build_setup(settings)
+    floor_ms = setup.predict_ms(setup.smallest_config())
+    if floor_ms > settings.budget_ms:
+        raise SettingsError(f"--budget {settings.budget_ms:g}ms cannot be met on {setup.predictor.device.name}: "
+                            f"even the smallest model this search can build predicts {floor_ms:.2f} ms")
+    study = open_study(settings, setup.evaluator.metric_name)
+    interrupted = fail_interrupted(study) if settings.resume else 0
+    out_dir = settings.study_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "settings.json", json.dumps(
+        settings.to_dict() | {"teacher_latency_ms": setup.predict_ms(None), "latency_floor_ms": floor_ms},
+        indent=2, default=str) + "\n")
+    study.set_user_attr("settings", settings.to_dict())
+    if settings.backend == "ray":
+        from search.ray_backend import run_ray
+
+        run_ray(settings, setup, study)
+    else:
+        run_optuna(settings, setup, study)
+    return write_results(study, setup, settings, out_dir, interrupted)
+
+
+def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSettings, out_dir: Path,
+                  interrupted: int = 0) -> SearchOutcome:
+    metric = setup.evaluator.metric_name
+    df = write_tables(study, out_dir)
+    pareto_plot(df, metric, settings.budget_ms, out_dir / "pareto.html",
+                f"{study.study_name}: validation {metric} vs predicted latency on {setup.predictor.device.name}")
+    failed = int((df["state"] == "FAIL").sum()) if len(df) else 0
+    best = best_feasible(study)
+    winner = None
+    if best is not None:
+        winner = export_winner(study, best, setup, settings, out_dir)
+        table = layer_table(CompressionConfig.from_dict(winner["config"]), CompressionConfig.identity(setup.shape))
+        table.to_csv(out_dir / "winner_layers.csv", index=False)
+        layer_plot(table, out_dir / "winner_layers.html", f"winner (trial {best.number}) per layer")
+    print_summary(study, df, metric, settings, out_dir, winner, failed, interrupted)
+    return SearchOutcome(study, out_dir, winner, failed)
+
+
+def print_summary(study, df, metric: str, settings: SearchSettings, out_dir: Path, winner: dict | None,
+                  failed: int, interrupted: int) -> None:
+    done = int((df["state"] == "COMPLETE").sum()) if len(df) else 0
+    print(f"\nstudy {study.study_name}: {len(df)} trials ({done} complete, {failed} failed"
+          + (f", {interrupted} interrupted by a kill" if interrupted else "") + ")")
+    if winner is None:
+        print(f"no trial fits the {settings.budget_ms:g} ms budget. Closest trials:")
+        for t in closest_trials(study):
+            print(f"  trial {t.number}: {t.values[1]:.2f} ms predicted, {metric} {t.values[0]:.4f}  "
+                  f"{t.user_attrs.get('summary', '')}")
+        print("Raise --budget, add techniques, or run more --trials (with --resume).")
+        return
+    front = pareto_front(df, metric)[["number", metric, "latency_ms", "stage", "params", "size_mb"]]
+    print("Pareto front (feasible, validation):")
+    print(front.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    m = winner["metrics"]
+    print(f"\nwinner: trial {winner['provenance']['trial']}, val {metric} {m[f'val_{metric}']:.4f}, "
+          f"test {metric} {m[f'test_{metric}']:.4f} (teacher {m[f'teacher_test_{metric}']:.4f}), "
+          f"predicted {m['latency_ms']:.2f} ms (teacher {m['teacher_latency_ms']:.2f} ms, budget {m['budget_ms']:g} ms)")
+    print(f"exported: {out_dir / 'winner.json'}")
+    print(f"dashboard: optuna-dashboard {settings.resolved_storage}")
+    print(f"deploy: maec apply {out_dir / 'winner.json'} --out {out_dir / 'deploy'}")
+
+
+def exit_code(outcome: SearchOutcome) -> int:
+    """0 with a winner; 1 when no trial met the budget (the message says what to do)."""
+    return 0 if outcome.winner is not None else 1

@@ -1,0 +1,89 @@
+"""Everything a search needs before its first trial, built from ``SearchSettings``: the teacher, the
+data, the space, the latency predictor and the evaluator. Shared by the Optuna and Ray backends."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from evaluators.accuracy import TaskEvaluator
+from evaluators.latency.predictor import LatencyPredictor
+from mae.checkpoints import CheckpointError
+from mae.data import ImageSplit, fit_to_model, load_fashion_mnist, load_image_folder
+from mae.loaders import SHIPPED
+from mae.model import MaskedAutoencoder, describe
+from search.settings import SearchSettings, SettingsError
+from spaces.config import BlockConfig, CompressionConfig
+from spaces.shape import ModelShape
+from spaces.space import JointSpace
+from toolkit.artifacts import load_any
+
+
+@dataclass
+class SearchSetup:
+    teacher: nn.Module
+    shape: ModelShape
+    splits: dict[str, ImageSplit]
+    predictor: LatencyPredictor
+    space: JointSpace
+    evaluator: TaskEvaluator
+    model_sha256: str | None
+
+    def predict_ms(self, config: CompressionConfig | None) -> float:
+        task = "reconstruct" if self.shape.is_mae else "classify"
+        return self.predictor.predict_ms(self.shape, config, task=task)
+
+    def smallest_config(self) -> CompressionConfig:
+        """The cheapest config the space can produce (every sub-layer removed): the latency floor."""
+        empty = tuple(BlockConfig(0, 0) for _ in self.shape.blocks)
+        dec = tuple(BlockConfig(0, 0) for _ in self.shape.decoder_blocks)
+        if "prune" not in self.space.techniques:
+            return CompressionConfig.identity(self.shape)
+        return CompressionConfig(empty, decoder_blocks=dec)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_spec_for(settings: SearchSettings) -> str:
+    """``default`` means the shipped classifier, or the shipped MAE for ``--task reconstruct``."""
+    if settings.model == "default" and settings.task == "reconstruct":
+        return "default-mae"
+    return settings.model
+
+
+def build_setup(settings: SearchSettings) -> SearchSetup:
+    torch.manual_seed(settings.seed)
+    spec = model_spec_for(settings)
+    teacher = load_any(spec).eval()
+    is_mae = isinstance(teacher, MaskedAutoencoder)
+    if is_mae != (settings.task == "reconstruct"):
+        want = "a full MAE (encoder + decoder)" if settings.task == "reconstruct" else "a classifier"
+        raise CheckpointError(f"--task {settings.task} needs {want}, but {spec} is "
+                              f"{'a full MAE' if is_mae else 'a classifier'}")
+    arch = teacher.arch
+    if settings.data == "fashion-mnist":
+        raw = load_fashion_mnist(settings.data_dir)
+    else:
+        raw = load_image_folder(settings.data, arch.img_size, arch.in_chans)
+    splits = {k: fit_to_model(v, arch.img_size, arch.in_chans) for k, v in raw.items()}
+    if not is_mae and len(splits["train"].classes) != arch.num_classes:
+        raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
+                            f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
+    shape = describe(teacher, name=spec)
+    path = SHIPPED.get(spec, Path(spec))
+    sha = file_sha256(path) if Path(path).is_file() else None
+    return SearchSetup(
+        teacher=teacher, shape=shape, splits=splits, predictor=LatencyPredictor(settings.device),
+        space=JointSpace(shape=shape, techniques=frozenset(settings.techniques), distill_steps=settings.recover_steps),
+        evaluator=TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed),
+        model_sha256=sha,
+    )
