@@ -20,6 +20,11 @@ numbers this simulation scored; checked against onnxruntime 1.32 ``quant_utils``
   ``CalibrationMethod.MinMax``). ``lo = min(min, 0)``, ``hi = max(max, 0)``, ``scale = (hi - lo) / 255``
   (float64, stored float32), ``zero_point = round(-128 - lo / scale)``. QUInt8 gives the same
   dequantized values (zero point shifted by 128), so the exporter may use either.
+  With ``act_bits == 32``, Linears with 8-bit weights still see their input quantized *dynamically*,
+  because that is what ORT's ``quantize_dynamic`` graph does (``DynamicQuantizeLinear``: uint8,
+  asymmetric, range of the whole input tensor at each call, ``scale = (max(x, 0) - min(x, 0)) / 255``,
+  ``zero_point = round(-min / scale)``). Deployment runs batch 1, so the range is taken per sample
+  (:func:`fake_quant_act_dynamic`). 4-bit weights run as MatMulNBits with fp32 inputs: no input rounding.
   Bias stays float here; ORT stores it as int32 at ``input_scale * weight_scale`` (error at most half
   that step, far below the weights').
 
@@ -93,6 +98,21 @@ def fake_quant_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tenso
     return _ste(clipped, x_hat)
 
 
+def fake_quant_act_dynamic(x: torch.Tensor) -> torch.Tensor:
+    """``x: [N, ...]`` through ORT's DynamicQuantizeLinear/Dequantize with one range per sample (the
+    range of a batch-1 call); straight-through gradient."""
+    flat = x.detach().float().reshape(x.shape[0], -1)
+    lo = flat.amin(dim=1).clamp(max=0.0)
+    hi = flat.amax(dim=1).clamp(min=0.0)
+    scale = (hi - lo) / 255.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zp = torch.clamp(torch.round(-lo / scale), 0, 255)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    scale, zp = scale.reshape(shape), zp.reshape(shape)
+    q = torch.clamp(torch.round(x.float() / scale) + zp, 0, 255)
+    return _ste(x, ((q - zp) * scale).to(x.dtype))
+
+
 # ---- the module ------------------------------------------------------------------------------------
 class FakeQuantLinear(nn.Linear):
     """A Linear whose forward uses fake-quantized weights (and inputs), trainable straight-through.
@@ -162,6 +182,8 @@ class FakeQuantLinear(nn.Linear):
                 raise RuntimeError("int8 inputs are not calibrated: call calibrate_activations_ first")
             else:
                 x = fake_quant_act(x, self.act_scale.to(x.dtype), self.act_zero_point.to(x.dtype))
+        elif self.weight_bits == 8:
+            x = fake_quant_act_dynamic(x)
         w = _ste(self.weight, fake_quant_weight(self.weight, self.weight_bits))
         return F.linear(x, w, self.bias)
 
@@ -209,7 +231,8 @@ def bake_fake_quant_(model: nn.Module) -> list[QuantEntry]:
     """Write the quantized weight values into the model (in place) and report the error.
 
     A :class:`FakeQuantLinear` with float inputs becomes a plain ``nn.Linear`` holding ``w_hat``;
-    one with int8 inputs keeps its input quantizer (it is part of inference) and holds ``w_hat`` too
+    one with int8 inputs (static, or dynamic for 8-bit weights) keeps its input quantizer (it is part
+    of inference) and holds ``w_hat`` too
     (re-quantizing ``w_hat`` gives ``w_hat`` back, to float rounding). The forward is unchanged.
     """
     entries: list[QuantEntry] = []
@@ -218,7 +241,7 @@ def bake_fake_quant_(model: nn.Module) -> list[QuantEntry]:
             continue
         w_hat = fake_quant_weight(m.weight, m.weight_bits)
         entries.append(QuantEntry(name, m.weight_bits, m.act_bits, float((w_hat - m.weight).abs().max())))
-        if m.quantizes_input:
+        if m.quantizes_input or m.weight_bits == 8:  # its input rounding is part of inference
             m.weight.copy_(w_hat)
             continue
         plain = nn.Linear(m.in_features, m.out_features, m.bias is not None, device=w_hat.device, dtype=w_hat.dtype)

@@ -142,6 +142,22 @@ def test_int8_dynamic_only_selected_linears_and_ort_weights_equal_simulation(tmp
         assert np.abs(_run(tmp_path / "q.onnx", x) - m(x).numpy()).max() < 0.1
 
 
+def test_int8_dynamic_matches_simulation_at_batch_1(tmp_path):
+    m = _classifier()
+    cfg = _config(m, {0: {k: 8 for k in ("qkv", "proj", "fc1", "fc2")}, 1: {"fc1": 8}})
+    sim = _simulated(m, cfg, [])
+    fp32 = export_onnx(sim, tmp_path / "c.onnx")
+    quantize_onnx(fp32, tmp_path / "q.onnx", linear_bits=linear_bits_for(sim, cfg), act_bits=32)
+    with torch.no_grad():
+        for seed in range(4):  # deployment is batch 1: DynamicQuantizeLinear ranges are per image
+            x = _images(1, 20 + seed)
+            assert np.allclose(_run(tmp_path / "q.onnx", x), sim(x).numpy(), atol=1e-4)
+        # in a batch the simulation still takes one range per image, as batch-1 deployment does
+        x = _images(3, 30)
+        ref = np.concatenate([_run(tmp_path / "q.onnx", x[i:i + 1]) for i in range(3)])
+        assert np.allclose(ref, sim(x).numpy(), atol=1e-4)
+
+
 def test_int8_static_qdq_matches_simulation(tmp_path):
     m = _classifier()
     calib = [_images(16, 10), _images(16, 11)]
