@@ -17,6 +17,7 @@ from spaces.space import TECHNIQUES
 SAMPLERS = ("tpe", "nsga2", "random")
 TASKS = ("classify", "reconstruct")
 BACKENDS = ("optuna", "ray")
+SPACES = ("joint", "uniform")
 
 
 class SettingsError(ValueError):
@@ -34,6 +35,7 @@ class SearchSettings:
     trials: int = 40
     timeout_s: float | None = 15 * 60
     sampler: str = "tpe"
+    space: str = "joint"
     techniques: tuple[str, ...] = TECHNIQUES
     storage: str | None = None
     study_name: str | None = None
@@ -56,8 +58,9 @@ class SearchSettings:
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
-        techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "joint"
-        return f"{self.task}-{self.device}-{self.budget_ms:g}ms-{techniques}-{self.sampler}-s{self.seed}"
+        techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "all"
+        return (f"{self.task}-{self.device}-{self.budget_ms:g}ms-{self.space}-{techniques}-{self.sampler}"
+                f"-s{self.seed}")
 
     @property
     def study_dir(self) -> Path:
@@ -86,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=40, help="number of trials (this run)")
     p.add_argument("--timeout", default="15min", help="stop starting trials after this long: 900s, 15min, 0 = none")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--space", choices=SPACES, default="joint",
+                   help="joint: per-layer knobs; uniform: one ratio for every layer (a baseline)")
     p.add_argument("--techniques", default=",".join(TECHNIQUES),
                    help=f"comma-separated subset of {','.join(TECHNIQUES)}")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in results/<study>/)")
@@ -131,7 +136,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     return SearchSettings(
         budget_ms=parse_budget_ms(a.budget), device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
         task=a.task, trials=a.trials, timeout_s=parse_duration_s(a.timeout), sampler=a.sampler,
-        techniques=techniques, storage=a.storage, study_name=a.study_name, resume=a.resume, seed=a.seed,
+        techniques=techniques, space=a.space, storage=a.storage, study_name=a.study_name, resume=a.resume, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
         cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps, bf16=not a.no_bf16,
         progress=not a.no_progress,

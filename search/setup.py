@@ -17,8 +17,8 @@ from mae.loaders import SHIPPED
 from mae.model import MaskedAutoencoder, describe
 from search.settings import SearchSettings, SettingsError
 from spaces.config import BlockConfig, CompressionConfig
-from spaces.shape import ModelShape
-from spaces.space import JointSpace
+from spaces.shape import LINEARS, ModelShape
+from spaces.space import RANK_FRACTIONS, WEIGHT_BIT_CHOICES, JointSpace, SearchSpace, UniformSpace, rank_for
 from toolkit.artifacts import load_any
 
 
@@ -28,7 +28,7 @@ class SearchSetup:
     shape: ModelShape
     splits: dict[str, ImageSplit]
     predictor: LatencyPredictor
-    space: JointSpace
+    space: SearchSpace
     evaluator: TaskEvaluator
     model_sha256: str | None
 
@@ -37,12 +37,20 @@ class SearchSetup:
         return self.predictor.predict_ms(self.shape, config, task=task)
 
     def smallest_config(self) -> CompressionConfig:
-        """The cheapest config the space can produce (every sub-layer removed): the latency floor."""
-        empty = tuple(BlockConfig(0, 0) for _ in self.shape.blocks)
-        dec = tuple(BlockConfig(0, 0) for _ in self.shape.decoder_blocks)
-        if "prune" not in self.space.techniques:
-            return CompressionConfig.identity(self.shape)
-        return CompressionConfig(empty, decoder_blocks=dec)
+        """The cheapest config the techniques allow (the predictor never predicts fewer heads, units,
+        ranks or bits slower, so this is the latency floor): everything pruned away when pruning,
+        else the lowest bits and the smallest rank fraction on every Linear."""
+        t = self.space.techniques
+        bits = min(WEIGHT_BIT_CHOICES) if "quant" in t else 32
+        frac = min(f for f in RANK_FRACTIONS if f > 0) if "lowrank" in t else 0.0
+
+        def block(s) -> BlockConfig:
+            heads, units = (0, 0) if "prune" in t else (s.heads, s.mlp_hidden)
+            dims = s.linear_dims(heads, units)
+            return BlockConfig(heads, units, {k: rank_for(frac, *dims[k]) for k in LINEARS}, {k: bits for k in LINEARS})
+
+        return CompressionConfig(tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
+                                 decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
 
 
 def file_sha256(path: Path) -> str:
@@ -83,7 +91,8 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
     sha = file_sha256(path) if Path(path).is_file() else None
     return SearchSetup(
         teacher=teacher, shape=shape, splits=splits, predictor=LatencyPredictor(settings.device),
-        space=JointSpace(shape=shape, techniques=frozenset(settings.techniques), distill_steps=settings.recover_steps),
+        space=(UniformSpace if settings.space == "uniform" else JointSpace)(
+            shape=shape, techniques=frozenset(settings.techniques), distill_steps=settings.recover_steps),
         evaluator=TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed),
         model_sha256=sha,
     )
