@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 $PY -m mae.train pretrain --out runs/pretrain --epochs 15 --threads 1 --augment-pretrain
-$PY -m mae.train finetune --out runs/finetune --init runs/pretrain/model.safetensors --epochs 16 --drop-path 0.05
+$PY -m mae.train finetune --out runs/finetune --init runs/pretrain/model.safetensors --epochs 16 --drop-path 0.05 --layer-decay 0.85
 $PY -m mae.train finetune --out runs/baseline --init random --epochs 16 --threads 1 --drop-path 0.05
 cp runs/pretrain/model.safetensors mae/checkpoints/mae_vit_tiny_p4_28_pretrain.safetensors
 cp runs/finetune/model.safetensors mae/checkpoints/mae_vit_tiny_p4_28_finetuned.safetensors

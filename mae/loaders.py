@@ -27,7 +27,11 @@ from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "mae_vit_tiny_p4_28_finetuned.safetensors"
 DEFAULT_MAE_CHECKPOINT = CHECKPOINT_DIR / "mae_vit_tiny_p4_28_pretrain.safetensors"
-SHIPPED = {"default": DEFAULT_CHECKPOINT, "default-mae": DEFAULT_MAE_CHECKPOINT}
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """``{spec: path}`` of the shipped models (read at call time, so tests can point them elsewhere)."""
+    return {"default": DEFAULT_CHECKPOINT, "default-mae": DEFAULT_MAE_CHECKPOINT}
 StateDict = dict[str, torch.Tensor]
 
 # Widths whose published models do not use 64-wide heads (ViT-H/14, ViT-g/14, ViT-G/14: 16 heads).
@@ -368,11 +372,12 @@ def load_model(spec: str | Path, *, num_heads: int | None = None, decoder_num_he
     timm state dict; the layout is told by metadata and keys, not by the file name.
     """
     spec_str = str(spec)
-    if spec_str in SHIPPED:
-        if not SHIPPED[spec_str].is_file():
-            raise CheckpointError(f"the shipped model {SHIPPED[spec_str]} is missing; "
+    shipped = shipped_checkpoints()
+    if spec_str in shipped:
+        if not shipped[spec_str].is_file():
+            raise CheckpointError(f"the shipped model {shipped[spec_str]} is missing; "
                                   "train it with mae.train or pass a checkpoint path")
-        return load_own(SHIPPED[spec_str])[0]
+        return load_own(shipped[spec_str])[0]
     if spec_str.startswith("timm:"):
         import timm
 

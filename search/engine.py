@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
-from tqdm.auto import tqdm
 
-from search.objective import OBJECTIVE_NAMES, Objective
-from search.results import layer_plot, layer_table, pareto_front, pareto_plot, write_tables
+from search.objective import OBJECTIVE_NAMES, Objective, check_finite, fail_reason
+from search.progress import TrialProgress
+from search.results import layer_plot, layer_table, pareto_front, pareto_plot, write_atomic, write_tables
 from search.settings import SearchSettings, SettingsError
 from search.setup import SearchSetup, build_setup
+from search.storage import dashboard_command, make_storage
 from search.winner import best_feasible, closest_trials, export_winner
 from spaces.config import CompressionConfig
 from toolkit.io import write_text_atomic
@@ -27,45 +30,79 @@ class SearchOutcome:
     failed: int
 
 
-def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+def sampler_seed(settings: SearchSettings, n_existing: int) -> int:
+    """The sampler's seed: ``--seed`` for a new study. A resumed study offsets it by the trials it holds,
+    else the resumed run would draw the same random (start-up) configs as the first run did; a joining
+    worker also mixes in its process id, else workers started together would draw the same configs."""
+    if settings.join:
+        return int(np.random.SeedSequence([settings.seed, n_existing, os.getpid()]).generate_state(1)[0])
+    return settings.seed + n_existing
+
+
+def make_sampler(settings: SearchSettings, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """Constraint-aware samplers read the constraint that the objective sets with ``set_constraint``."""
+    seed = settings.seed if seed is None else seed
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=max(8, min(20, settings.trials // 3)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(8, min(20, settings.trials // 3)))
     # multivariate + group: the knobs of one block interact (and are conditional on heads/units)
-    return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, group=True,
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                       n_startup_trials=max(5, min(10, settings.trials // 4)),
-                                      constant_liar=settings.jobs > 1, warn_independent_sampling=False)
+                                      constant_liar=settings.jobs > 1 or settings.join,
+                                      warn_independent_sampling=False)
 
 
 def open_study(settings: SearchSettings, metric: str) -> optuna.Study:
-    """Create the study, or load it with ``--resume``; refuse to mix the two up."""
+    """Create the study, or load it with ``--resume``; refuse to mix the two up. With ``--join`` either
+    is fine: the first of several workers started together creates it, the others load it."""
     storage_url = settings.resolved_storage
-    if storage_url.startswith("sqlite:///"):
-        Path(storage_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.get_storage(storage_url)
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    try:
+        storage = make_storage(storage_url)
+    except ValueError as e:
+        raise SettingsError(f"--storage: {e}") from None
     name = settings.resolved_study_name
-    if name in names and not settings.resume:
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    if name in existing and not (settings.resume or settings.join):
         raise SettingsError(f"study {name!r} exists in {storage_url}: pass --resume to continue it, "
                             "or --study-name NAME for a new one")
-    if name not in names and settings.resume:
+    if name not in existing and settings.resume:
         raise SettingsError(f"--resume: there is no study {name!r} in {storage_url}")
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                directions=["maximize", "minimize"], sampler=make_sampler(settings))
-    study.set_metric_names(list(OBJECTIVE_NAMES[metric]))
+    with warnings.catch_warnings():  # "experimental"/"deprecated" notes about options chosen on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        sampler = make_sampler(settings, sampler_seed(settings, existing.get(name, 0)))
+        # load_if_exists: two joining workers may both find no study and race to create it
+        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                    directions=["maximize", "minimize"], sampler=sampler)
+        if study.metric_names is None:
+            study.set_metric_names(list(OBJECTIVE_NAMES[metric]))
     return study
+
+
+# fail_reason of trials that were running when the search died; trials with a reason starting with
+# "interrupted:" (also those Ray stopped before they reported) do not count towards --trials on --resume
+INTERRUPTED = "interrupted: the search was killed"
 
 
 def fail_interrupted(study: optuna.Study) -> int:
     """Trials left RUNNING by a killed run are marked FAIL (their work is lost; finished ones are kept)."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search was killed")
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         n += 1
     return n
+
+
+def trials_to_run(settings: SearchSettings, study: optuna.Study) -> int:
+    """``--trials`` for a new study or a joining worker; with ``--resume`` the study's total, so that the
+    same command after a kill runs what is left (trials interrupted by the kill do not count)."""
+    if not settings.resume:
+        return settings.trials
+    done = sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and not str(t.user_attrs.get("fail_reason", "")).startswith("interrupted:"))
+    return max(0, settings.trials - done)
 
 
 class _RecordFailures:
@@ -76,26 +113,24 @@ class _RecordFailures:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         try:
-            return self.objective(trial)
+            return check_finite(self.objective(trial))
         except Exception as e:
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+            trial.set_user_attr("fail_reason", fail_reason(e))
             raise
 
 
-def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study) -> None:
+def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study, n_trials: int) -> None:
     objective = _RecordFailures(Objective(settings, setup.space, setup.evaluator, setup.predict_ms))
-    bar = tqdm(total=settings.trials, desc="trials", disable=not settings.progress, file=sys.stderr)
-
-    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = best_feasible(study)
-        bar.update(1)
-        bar.set_postfix(best=f"{best.values[0]:.4f}@{best.values[1]:.1f}ms" if best else "none feasible",
-                        last=trial.user_attrs.get("stage", trial.state.name))
-
-    torch.set_num_threads(max(1, torch.get_num_threads() // settings.jobs))
-    study.optimize(objective, n_trials=settings.trials, timeout=settings.timeout_s, n_jobs=settings.jobs,
-                   catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
-    bar.close()
+    # n_jobs threads share the cores: each gets its share of torch's intra-op threads (threads that
+    # Optuna starts take the value set here), restored afterwards for whatever runs next in-process
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // settings.jobs))
+    try:
+        with TrialProgress(n_trials, settings.progress) as on_trial_end:
+            study.optimize(objective, n_trials=n_trials, timeout=settings.timeout_s, n_jobs=settings.jobs,
+                           catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def search(settings: SearchSettings) -> SearchOutcome:
@@ -114,12 +149,16 @@ def search(settings: SearchSettings) -> SearchOutcome:
         settings.to_dict() | {"teacher_latency_ms": setup.predict_ms(None), "latency_floor_ms": floor_ms},
         indent=2, default=str) + "\n")
     study.set_user_attr("settings", settings.to_dict())
-    if settings.backend == "ray":
+    n_trials = trials_to_run(settings, study)
+    if n_trials == 0:
+        print(f"study {study.study_name} already holds {settings.trials} finished trials: "
+              "raise --trials to run more")
+    elif settings.backend == "ray":
         from search.ray_backend import run_ray
 
-        run_ray(settings, setup, study)
+        run_ray(settings, setup, study, n_trials)
     else:
-        run_optuna(settings, setup, study)
+        run_optuna(settings, setup, study, n_trials)
     return write_results(study, setup, settings, out_dir, interrupted)
 
 
@@ -135,7 +174,7 @@ def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSetti
     if best is not None:
         winner = export_winner(study, best, setup, settings, out_dir)
         table = layer_table(CompressionConfig.from_dict(winner["config"]), CompressionConfig.identity(setup.shape))
-        table.to_csv(out_dir / "winner_layers.csv", index=False)
+        write_atomic(out_dir / "winner_layers.csv", lambda tmp: table.to_csv(tmp, index=False))
         layer_plot(table, out_dir / "winner_layers.html", f"winner (trial {best.number}) per layer")
     print_summary(study, df, metric, settings, out_dir, winner, failed, interrupted)
     return SearchOutcome(study, out_dir, winner, failed)
@@ -161,7 +200,7 @@ def print_summary(study, df, metric: str, settings: SearchSettings, out_dir: Pat
           f"test {metric} {m[f'test_{metric}']:.4f} (teacher {m[f'teacher_test_{metric}']:.4f}), "
           f"predicted {m['latency_ms']:.2f} ms (teacher {m['teacher_latency_ms']:.2f} ms, budget {m['budget_ms']:g} ms)")
     print(f"exported: {out_dir / 'winner.json'}")
-    print(f"dashboard: optuna-dashboard {settings.resolved_storage}")
+    print(f"dashboard: {dashboard_command(settings.resolved_storage)}")
     print(f"deploy: maec apply {out_dir / 'winner.json'} --out {out_dir / 'deploy'}")
 
 

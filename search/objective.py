@@ -32,7 +32,14 @@ OBJECTIVE_NAMES = {"accuracy": ("accuracy", "latency_ms"), "psnr_db": ("psnr_db"
 
 
 def best_feasible_cheap_score(trial: optuna.trial.BaseTrial) -> float:
-    """The best cheap score of finished feasible trials in ``trial``'s study (-inf without a study)."""
+    """The best cheap score of finished feasible trials in ``trial``'s study (-inf without a study).
+
+    A trial run by a Ray worker has no study at hand: the driver looked the score up when it sampled
+    the trial and hands it over as ``trial.best_cheap_score``.
+    """
+    known = getattr(trial, "best_cheap_score", None)
+    if known is not None:
+        return float(known)
     study = getattr(trial, "study", None)
     if study is None:
         return -math.inf
@@ -40,6 +47,32 @@ def best_feasible_cheap_score(trial: optuna.trial.BaseTrial) -> float:
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
               if t.user_attrs.get("feasible")]
     return max(scores, default=-math.inf)
+
+
+def set_constraint(trial: optuna.trial.BaseTrial, key: str, value: float) -> None:
+    """``trial.set_constraint`` (what Optuna 5's samplers read), mirrored in the list form of Optuna 4
+    (system attr ``constraints``) because optuna-dashboard 0.21 reads only that one. Optuna 5 then sees
+    two equal constraints: the same feasibility, and violations only scaled by 2."""
+    trial.set_constraint(key, value)
+    storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
+    if storage is not None and trial_id is not None:
+        storage.set_trial_system_attr(trial_id, "constraints", [float(value)])
+
+
+def fail_reason(e: BaseException) -> str:
+    """What a failed trial records as ``fail_reason``: the exception's type and message (500 characters)."""
+    return f"{type(e).__name__}: {e}"[:500]
+
+
+def check_finite(values) -> tuple[float, ...]:
+    """``values`` as floats, or FloatingPointError: Optuna fails a NaN trial too, but without saying why."""
+    try:
+        floats = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise FloatingPointError(f"the objective returned {values!r}, not numbers") from None
+    if not all(math.isfinite(v) for v in floats):
+        raise FloatingPointError(f"the objective returned {values}")
+    return floats
 
 
 class Objective:
@@ -56,7 +89,7 @@ class Objective:
         latency_ms = float(self.predict_ms(config))
         timings = {"predict_s": time.perf_counter() - t0}
         feasible = latency_ms <= s.budget_ms
-        trial.set_constraint(CONSTRAINT_KEY, latency_ms - s.budget_ms)
+        set_constraint(trial, CONSTRAINT_KEY, latency_ms - s.budget_ms)
         for key, value in (("config", config.to_dict()), ("summary", config.summary()), ("feasible", feasible),
                            ("budget_ms", s.budget_ms)):
             trial.set_user_attr(key, value)

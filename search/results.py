@@ -2,6 +2,8 @@
 ``winner_layers.{csv,html}``. Reads the study only; never changes it."""
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -10,6 +12,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from spaces.config import CompressionConfig
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename onto ``path``: workers sharing a study (``--join``) each write the
+    results when they finish, and a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -58,7 +71,7 @@ def pareto_plot(df: pd.DataFrame, metric: str, budget_ms: float, path: Path, tit
                              line={"shape": "hv"}, marker={"size": 11, "symbol": "star"}))
     fig.add_vline(x=budget_ms, line_dash="dash", annotation_text=f"budget {budget_ms:g} ms")
     fig.update_layout(title=title, xaxis_title="predicted latency (ms)", yaxis_title=f"validation {metric}")
-    fig.write_html(path, include_plotlyjs=True)
+    write_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 
 
 def layer_table(config: CompressionConfig, original: CompressionConfig) -> pd.DataFrame:
@@ -86,13 +99,13 @@ def layer_plot(table: pd.DataFrame, path: Path, title: str) -> None:
     for k in ("qkv", "proj", "fc1", "fc2"):
         fig.add_trace(go.Bar(x=label, y=table[f"{k}_bits"], name=f"{k} bits"), row=1, col=2)
     fig.update_layout(title=title, barmode="group")
-    fig.write_html(path, include_plotlyjs=True)
+    write_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 
 
 def write_tables(study: optuna.Study, out_dir: Path) -> pd.DataFrame:
     """``trials.csv`` and ``trials.parquet`` (all trials); returns the table."""
     df = trials_table(study)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_dir / "trials.csv", index=False)
-    df.to_parquet(out_dir / "trials.parquet", index=False)
+    write_atomic(out_dir / "trials.csv", lambda tmp: df.to_csv(tmp, index=False))
+    write_atomic(out_dir / "trials.parquet", lambda tmp: df.to_parquet(tmp, index=False))
     return df

@@ -6,11 +6,13 @@ reproduced and resumed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evaluators.latency.profile import DEFAULT_PROFILE
+from evaluators.latency.profile import DEFAULT_PROFILE, load_profile
 from search.budget import parse_budget_ms
 from spaces.space import TECHNIQUES
 
@@ -40,6 +42,7 @@ class SearchSettings:
     storage: str | None = None
     study_name: str | None = None
     resume: bool = False
+    join: bool = False
     seed: int = 0
     results_dir: str = "results"
     backend: str = "optuna"
@@ -49,6 +52,10 @@ class SearchSettings:
     # promising trials get `recover_steps` of distillation and the whole validation split
     cheap_val_images: int = 1000
     recover_steps: int = 150
+    # quick runs (tests, benchmarks): use only the first N train / val images; None = the whole split.
+    # The test split, scored once for the winner, is never cut.
+    limit_train: int | None = None
+    limit_val: int | None = None
     promising_margin: float = 0.03
     far_over_budget: float = 1.5
     bf16: bool = True
@@ -59,7 +66,9 @@ class SearchSettings:
         if self.study_name:
             return self.study_name
         techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "all"
-        return (f"{self.task}-{self.device}-{self.budget_ms:g}ms-{self.space}-{techniques}-{self.sampler}"
+        # a profile given as a .json path: its file name (a path would nest folders under results/)
+        device = Path(self.device).stem if self.device.endswith(".json") else self.device
+        return (f"{self.task}-{device}-{self.budget_ms:g}ms-{self.space}-{techniques}-{self.sampler}"
                 f"-s{self.seed}")
 
     @property
@@ -86,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or an image folder")
     p.add_argument("--data-dir", default=None, help="folder holding the Fashion-MNIST IDX files")
     p.add_argument("--task", choices=TASKS, default="classify")
-    p.add_argument("--trials", type=int, default=40, help="number of trials (this run)")
+    p.add_argument("--trials", type=int, default=40,
+                   help="number of trials to run; with --resume, the study's total (what a killed run left "
+                        "undone is run; raise it to add trials)")
     p.add_argument("--timeout", default="15min", help="stop starting trials after this long: 900s, 15min, 0 = none")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--space", choices=SPACES, default="joint",
@@ -95,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(TECHNIQUES)}")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in results/<study>/)")
     p.add_argument("--study-name", default=None)
-    p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an existing study after it stopped or was killed (its unfinished trials are "
+                        "marked failed); not while other workers still run it: use --join for that")
+    p.add_argument("--join", action="store_true",
+                   help="work on the study together with other processes running it on the same --storage "
+                        "(creates it if missing, leaves their running trials alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default="results")
     p.add_argument("--backend", choices=BACKENDS, default="optuna")
@@ -103,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="existing Ray cluster (with --backend ray)")
     p.add_argument("--cheap-val-images", type=int, default=1000)
     p.add_argument("--recover-steps", type=int, default=150)
+    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images (quick runs)")
+    p.add_argument("--limit-val", type=int, default=None, help="use only the first N validation images (quick runs)")
     p.add_argument("--no-bf16", action="store_true", help="run in fp32 (slower, bit-stable)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -117,9 +135,21 @@ def parse_duration_s(text: str) -> float | None:
     return seconds or None
 
 
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """``--budget -5ms`` -> ``--budget=-5ms``: argparse takes ``-5ms`` for an option and would answer with
+    its usage text; glued, the value reaches the budget parser, which says what is wrong in one sentence."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in ("--budget", "--timeout") and re.match(r"-\.?\d", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     """Parse and check; raises SettingsError (or BudgetError) with one sentence."""
-    a = build_parser().parse_args(argv)
+    a = build_parser().parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
     techniques = tuple(t.strip() for t in a.techniques.split(",") if t.strip())
     unknown = [t for t in techniques if t not in TECHNIQUES]
     if unknown or not techniques:
@@ -128,16 +158,27 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     if techniques == ("distill",):
         raise SettingsError("--techniques distill alone compresses nothing: add prune, quant or lowrank")
     for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
-                             ("--recover-steps", a.recover_steps, 0)):
+                             ("--recover-steps", a.recover_steps, 0),
+                             ("--limit-train", 1 if a.limit_train is None else a.limit_train, 1),
+                             ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1)):
         if value < low:
             raise SettingsError(f"{name} must be at least {low}, got {value}")
+    if a.resume and a.join:
+        raise SettingsError("--resume and --join exclude each other: --resume continues a stopped study, "
+                            "--join adds a worker to a running one")
+    if a.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise SettingsError("--backend ray needs Ray: pip install 'mae-compress-search[ray]' (or ray[tune])")
     if a.ray_address and a.backend != "ray":
         raise SettingsError("--ray-address needs --backend ray")
+    budget_ms = parse_budget_ms(a.budget)
+    load_profile(a.device)  # an unknown device is refused now (ProfileError), not after the model and data load
     return SearchSettings(
-        budget_ms=parse_budget_ms(a.budget), device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
+        budget_ms=budget_ms, device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
         task=a.task, trials=a.trials, timeout_s=parse_duration_s(a.timeout), sampler=a.sampler,
-        techniques=techniques, space=a.space, storage=a.storage, study_name=a.study_name, resume=a.resume, seed=a.seed,
+        techniques=techniques, space=a.space, storage=a.storage, study_name=a.study_name, resume=a.resume,
+        join=a.join, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
-        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps, bf16=not a.no_bf16,
+        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps, limit_train=a.limit_train,
+        limit_val=a.limit_val, bf16=not a.no_bf16,
         progress=not a.no_progress,
     )

@@ -13,7 +13,7 @@ from evaluators.accuracy import TaskEvaluator
 from evaluators.latency.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
 from mae.data import ImageSplit, fit_to_model, load_fashion_mnist, load_image_folder
-from mae.loaders import SHIPPED
+from mae.loaders import shipped_checkpoints
 from mae.model import MaskedAutoencoder, describe
 from search.settings import SearchSettings, SettingsError
 from spaces.config import BlockConfig, CompressionConfig
@@ -82,12 +82,14 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
         raw = load_fashion_mnist(settings.data_dir)
     else:
         raw = load_image_folder(settings.data, arch.img_size, arch.in_chans)
-    splits = {k: fit_to_model(v, arch.img_size, arch.in_chans) for k, v in raw.items()}
+    # --limit-train/--limit-val cut before resizing (less work); the test split stays whole
+    limits = {"train": settings.limit_train, "val": settings.limit_val}
+    splits = {k: fit_to_model(v.head(limits.get(k)), arch.img_size, arch.in_chans) for k, v in raw.items()}
     if not is_mae and len(splits["train"].classes) != arch.num_classes:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
                             f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
     shape = describe(teacher, name=spec)
-    path = SHIPPED.get(spec, Path(spec))
+    path = shipped_checkpoints().get(spec, Path(spec))
     sha = file_sha256(path) if Path(path).is_file() else None
     return SearchSetup(
         teacher=teacher, shape=shape, splits=splits, predictor=LatencyPredictor(settings.device),
