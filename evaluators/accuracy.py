@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch.nn as nn
+from torch import nn
 
 from mae.data import ImageSplit
 from mae.metrics import reconstruction_mse, top1_accuracy

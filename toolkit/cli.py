@@ -12,7 +12,7 @@ from toolkit.errors import USER_ERRORS
 
 # Commands in the order ``maec --help`` lists them; modules are imported lazily so that
 # ``maec --help`` stays fast.
-COMMANDS = ("eval", "apply", "example-config")
+COMMANDS = ("eval", "apply", "example-config", "inspect", "devices", "measure", "calibrate")
 
 
 class _Parser(argparse.ArgumentParser):
