@@ -40,7 +40,8 @@ def test_ray_trials_land_in_the_study_like_optuna_trials(tmp_path, tiny_ckpt):
     assert by_ray.study.metric_names == ["accuracy", "latency_ms"]
     for x, y in zip(a, b):
         assert (y.params, y.distributions, y.values) == (x.params, x.distributions, x.values)
-        assert y.constraints == x.constraints and set(y.constraints) == {CONSTRAINT_KEY}
+        # "0": the list form mirrored for optuna-dashboard (search.objective.set_constraint)
+        assert y.constraints == x.constraints and set(y.constraints) == {CONSTRAINT_KEY, "0"}
         drop = {"timings", "recovery"}  # wall times differ
         assert {k: v for k, v in y.user_attrs.items() if k not in drop} == \
                {k: v for k, v in x.user_attrs.items() if k not in drop}
@@ -76,7 +77,8 @@ def test_the_driver_records_values_constraints_and_failures(searcher):
     s.on_trial_complete("t2", None, error=True)
     s.fail_unfinished("interrupted: the Ray experiment ended before this trial reported")
     t = study.trials
-    assert (t[0].state, t[0].values, t[0].constraints) == (State.COMPLETE, [0.5, 0.2], {CONSTRAINT_KEY: -0.1})
+    assert (t[0].state, t[0].values, t[0].constraints) == (State.COMPLETE, [0.5, 0.2],
+                                                         {CONSTRAINT_KEY: -0.1, "0": -0.1})
     assert t[1].state == State.FAIL and t[1].user_attrs["fail_reason"] == "RuntimeError: boom"
     assert t[2].state == State.FAIL and "worker died" in t[2].user_attrs["fail_reason"]
     assert t[3].state == State.FAIL and t[3].user_attrs["fail_reason"].startswith("interrupted")
