@@ -35,7 +35,8 @@ FP16_FACTOR = 1.0
 
 # Reference: ONNX Runtime 1.32 CPU EP, 1 thread, on the build machine (x86-64, Intel Xeon, KVM),
 # fitted from operator rows of `maec measure --sweep standard` (see HOST_REFERENCE_SOURCE).
-HOST_REFERENCE_SOURCE = "preliminary: standard sweep under load (to be replaced by the quiet proof run)"
+HOST_REFERENCE_SOURCE = ("maec measure standard sweep, ONNX Runtime 1.32, 1 thread, Xeon (KVM), timed while two "
+                         "training runs shared the 2 cores: preliminary, replace with the quiet proof run")
 HOST_REFERENCE: dict = {'call_us': 0.0,
  'core': {'add/fp32': {'ns_per_elem': 0.099109},
           'attention/fp32': {'ns_per_act': 0.852716, 'ns_per_mac': 0.010652, 'ns_per_score': 0.603763},
