@@ -120,7 +120,8 @@ class _RecordFailures:
 
 
 def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study, n_trials: int) -> None:
-    objective = _RecordFailures(Objective(settings, setup.space, setup.evaluator, setup.predict_ms))
+    objective = _RecordFailures(Objective(settings, setup.space, setup.evaluator, setup.predict_ms,
+                                                  setup.deployable))
     # n_jobs threads share the cores: each gets its share of torch's intra-op threads (threads that
     # Optuna starts take the value set here), restored afterwards for whatever runs next in-process
     threads = torch.get_num_threads()

@@ -79,13 +79,20 @@ class Objective:
     """Callable for ``study.optimize``; also works with ``FixedTrial`` (tests, Ray Tune workers)."""
 
     def __init__(self, settings: SearchSettings, space: SearchSpace, evaluator: TaskEvaluator,
-                 predict_ms: Callable[[CompressionConfig], float]):
+                 predict_ms: Callable[[CompressionConfig], float],
+                 deployable: Callable[[CompressionConfig], CompressionConfig] | None = None):
+        """``deployable`` maps a sampled config to the one with the kernels the predictor priced
+        (e.g. int4 weights the device would run slower than int8 become int8): scoring that config
+        keeps the accuracy, the latency and the exported model about the same network."""
         self.settings, self.space, self.evaluator, self.predict_ms = settings, space, evaluator, predict_ms
+        self.deployable = deployable
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, float]:
         s = self.settings
         t0 = time.perf_counter()
         config = self.space.sample(trial)
+        if self.deployable is not None:
+            config = self.deployable(config)
         latency_ms = float(self.predict_ms(config))
         timings = {"predict_s": time.perf_counter() - t0}
         feasible = latency_ms <= s.budget_ms

@@ -66,12 +66,21 @@ class _Predictor:
     profile: DeviceProfile
     shape: ModelShape
 
+    @property
+    def task(self) -> str:
+        return "reconstruct" if self.shape.is_mae else "classify"
+
+    @property
+    def predictor(self) -> LatencyPredictor:
+        if self.profile.name not in _PREDICTORS:
+            _PREDICTORS[self.profile.name] = LatencyPredictor(self.profile)
+        return _PREDICTORS[self.profile.name]
+
     def __call__(self, config: CompressionConfig | None) -> float:
-        task = "reconstruct" if self.shape.is_mae else "classify"
-        predictor = _PREDICTORS.get(self.profile.name)
-        if predictor is None:
-            predictor = _PREDICTORS[self.profile.name] = LatencyPredictor(self.profile)
-        return predictor.predict_ms(self.shape, config, task=task)
+        return self.predictor.predict_ms(self.shape, config, task=self.task)
+
+    def deployable(self, config: CompressionConfig) -> CompressionConfig:
+        return self.predictor.deployable_config(self.shape, config, task=self.task)
 
 
 _PREDICTORS: dict[str, LatencyPredictor] = {}  # per worker process (actors are reused across trials)
@@ -213,8 +222,8 @@ def run_ray(settings: SearchSettings, setup: SearchSetup, study: optuna.Study, n
     try:
         threads = cpus_per_trial(settings.jobs)
         metric_names = OBJECTIVE_NAMES[setup.evaluator.metric_name]
-        objective = Objective(settings, setup.space, setup.evaluator,
-                              _Predictor(setup.predictor.device, setup.shape))
+        predictor = _Predictor(setup.predictor.device, setup.shape)
+        objective = Objective(settings, setup.space, setup.evaluator, predictor, predictor.deployable)
         # with_parameters: the teacher and the data go to Ray's object store once, not with every trial
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, objective=objective, threads=threads, metric_names=metric_names),

@@ -32,9 +32,16 @@ class SearchSetup:
     evaluator: TaskEvaluator
     model_sha256: str | None
 
+    @property
+    def task(self) -> str:
+        return "reconstruct" if self.shape.is_mae else "classify"
+
     def predict_ms(self, config: CompressionConfig | None) -> float:
-        task = "reconstruct" if self.shape.is_mae else "classify"
-        return self.predictor.predict_ms(self.shape, config, task=task)
+        return self.predictor.predict_ms(self.shape, config, task=self.task)
+
+    def deployable(self, config: CompressionConfig) -> CompressionConfig:
+        """``config`` with the kernels the predictor priced (see LatencyPredictor.deployable_config)."""
+        return self.predictor.deployable_config(self.shape, config, task=self.task)
 
     def smallest_config(self) -> CompressionConfig:
         """The cheapest config the techniques allow (the predictor never predicts fewer heads, units,

@@ -20,13 +20,21 @@ def count_macs(model: nn.Module, mask_ratio: float = 0.75) -> int:
     x = torch.zeros(1, arch.in_chans, arch.img_size, arch.img_size)
     was_training = model.training
     model.eval()
+    # FlopCounterMode has no formula for the fused CPU attention kernel: count the explicit matmuls
+    fused = {m: m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")}
+    for m in fused:
+        m.fused_attn = False
     counter = FlopCounterMode(display=False)
-    with counter:
-        if isinstance(model, MaskedAutoencoder):
-            model(x, mask_ratio=mask_ratio, generator=torch.Generator().manual_seed(0))
-        else:
-            model(x)
-    model.train(was_training)
+    try:
+        with counter:
+            if isinstance(model, MaskedAutoencoder):
+                model(x, mask_ratio=mask_ratio, generator=torch.Generator().manual_seed(0))
+            else:
+                model(x)
+    finally:
+        for m, flag in fused.items():
+            m.fused_attn = flag
+        model.train(was_training)
     return counter.get_total_flops() // 2
 
 
