@@ -77,6 +77,16 @@ def _reconstruction_step(student: MaskedAutoencoder, teacher: MaskedAutoencoder,
     return loss
 
 
+def _lr_multiplier(step: int, steps: int, elapsed_s: float, time_limit_s: float | None) -> float:
+    """Warm-up over the first 5% then cosine to zero, over whichever budget runs out first: the steps,
+    or the time limit (a time-limited recovery with a huge step count still gets the whole schedule)."""
+    progress = step / max(1, steps)
+    if time_limit_s:
+        progress = max(progress, elapsed_s / time_limit_s)
+    total = 10_000
+    return cosine_with_warmup(int(progress * total), total, total // 20)
+
+
 def recover(
     student: nn.Module, teacher: nn.Module, train: ImageSplit, cfg: DistillConfig, *, batch_size: int = 128,
     lr: float = 1e-4, weight_decay: float = 0.0, bf16: bool = True, seed: int = 0, mask_ratio: float = 0.75,
@@ -102,7 +112,7 @@ def recover(
         for x, y in iterate_batches(train, batch_size, shuffle=True, generator=gen, augment_images=not is_mae,
                                     drop_last=True):
             for g in opt.param_groups:
-                g["lr"] = lr * cosine_with_warmup(step, cfg.steps, max(1, cfg.steps // 20))
+                g["lr"] = lr * _lr_multiplier(step, cfg.steps, time.perf_counter() - t0, time_limit_s)
             with autocast(bf16):
                 if is_mae:
                     loss = _reconstruction_step(student, teacher, x, cfg, gen, mask_ratio)

@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from mae.model import create_model
@@ -67,3 +68,14 @@ def test_zero_steps_is_a_no_op():
     rep = recover(student, teacher, None, DistillConfig(steps=0), progress=False)  # type: ignore[arg-type]
     assert rep.steps == 0
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), teacher.state_dict().values()))
+
+
+def test_time_limited_recovery_runs_the_whole_schedule():
+    from toolkit.distill import _lr_multiplier
+
+    # 100,000 steps asked for, 10 s allowed: the schedule follows the clock
+    assert _lr_multiplier(0, 100_000, 0.0, 10.0) < 0.01
+    assert _lr_multiplier(10, 100_000, 1.0, 10.0) > 0.9
+    assert _lr_multiplier(20, 100_000, 9.9, 10.0) < 0.01
+    # without a time limit it is the step schedule
+    assert _lr_multiplier(50, 100, 0.0, None) == pytest.approx(0.5, abs=0.05)
