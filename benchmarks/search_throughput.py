@@ -126,7 +126,8 @@ def main() -> int:
         model = tiny_checkpoint(out) if args.model == "tiny" else args.model
         base = ["--budget", args.budget, "--model", model, "--sampler", "random", "--seed", "0", "--timeout", "0",
                 "--results-dir", str(out / "results"), "--recover-steps", str(args.recover_steps),
-                "--limit-train", str(args.limit_train), "--limit-val", str(args.limit_val), "--no-progress"]
+                "--limit-train", str(args.limit_train), "--limit-val", str(args.limit_val), "--no-progress",
+                "--final-recover-steps", "0"]  # the engine is measured, not the final recovery of the winner
         wanted = set((args.only or "optuna,ray").split(","))
         rows = []
         for backend, workers, mode in CONFIGS:

@@ -17,9 +17,13 @@ from search.results import layer_plot, layer_table, pareto_front, pareto_plot, w
 from search.settings import SearchSettings, SettingsError
 from search.setup import SearchSetup, build_setup
 from search.storage import dashboard_command, make_storage
+from search.warm_start import enqueue_seeds, seed_params
 from search.winner import best_feasible, closest_trials, export_winner
 from spaces.config import CompressionConfig
 from toolkit.io import write_text_atomic
+
+
+WARM_START_TRIALS = 3
 
 
 @dataclass
@@ -151,6 +155,10 @@ def search(settings: SearchSettings) -> SearchOutcome:
         indent=2, default=str) + "\n")
     study.set_user_attr("settings", settings.to_dict())
     n_trials = trials_to_run(settings, study)
+    if settings.warm_start and settings.space == "joint" and not settings.join and not study.trials and n_trials:
+        seeds = seed_params(setup.shape, setup.space, lambda c: setup.predict_ms(setup.deployable(c)),
+                            settings.budget_ms, n=min(WARM_START_TRIALS, n_trials))
+        enqueue_seeds(study, seeds)
     if n_trials == 0:
         print(f"study {study.study_name} already holds {settings.trials} finished trials: "
               "raise --trials to run more")

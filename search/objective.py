@@ -21,7 +21,7 @@ from typing import Callable
 
 import optuna
 
-from evaluators.accuracy import Fidelity, TaskEvaluator
+from evaluators.accuracy import TaskEvaluator
 from search.settings import SearchSettings
 from spaces.config import CompressionConfig
 from spaces.space import SearchSpace

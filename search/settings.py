@@ -52,6 +52,12 @@ class SearchSettings:
     # promising trials get `recover_steps` of distillation and the whole validation split
     cheap_val_images: int = 1000
     recover_steps: int = 150
+    # the winner, re-built once at the end, gets this many distillation steps (when distill is a technique
+    # and this exceeds its trial's): trials only need recovery good enough to rank configs, the shipped
+    # model deserves the longer recovery; winner.json records the steps, so `maec apply` repeats them
+    final_recover_steps: int = 600
+    # a new joint-space study starts with the uniform heuristic's largest configs within budget
+    warm_start: bool = True
     # quick runs (tests, benchmarks): use only the first N train / val images; None = the whole split.
     # The test split, scored once for the winner, is never cut.
     limit_train: int | None = None
@@ -118,9 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="trials in parallel")
     p.add_argument("--ray-address", default=None, help="existing Ray cluster (with --backend ray)")
     p.add_argument("--cheap-val-images", type=int, default=1000)
-    p.add_argument("--recover-steps", type=int, default=150)
+    p.add_argument("--recover-steps", type=int, default=150, help="distillation steps of a promising trial")
+    p.add_argument("--final-recover-steps", type=int, default=600,
+                   help="distillation steps of the winner when it is re-built at the end (0: as in its trial)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--limit-val", type=int, default=None, help="use only the first N validation images (quick runs)")
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="do not start a new joint-space study with the uniform heuristic's largest configs "
+                        "that fit the budget (3 enqueued trials)")
     p.add_argument("--no-bf16", action="store_true", help="run in fp32 (slower, bit-stable)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -158,7 +169,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     if techniques == ("distill",):
         raise SettingsError("--techniques distill alone compresses nothing: add prune, quant or lowrank")
     for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
-                             ("--recover-steps", a.recover_steps, 0),
+                             ("--recover-steps", a.recover_steps, 0), ("--final-recover-steps", a.final_recover_steps, 0),
                              ("--limit-train", 1 if a.limit_train is None else a.limit_train, 1),
                              ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1)):
         if value < low:
@@ -178,7 +189,8 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         techniques=techniques, space=a.space, storage=a.storage, study_name=a.study_name, resume=a.resume,
         join=a.join, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
-        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps, limit_train=a.limit_train,
-        limit_val=a.limit_val, bf16=not a.no_bf16,
+        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
+        final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
+        limit_val=a.limit_val, bf16=not a.no_bf16, warm_start=not a.no_warm_start,
         progress=not a.no_progress,
     )

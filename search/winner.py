@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -45,10 +46,23 @@ def versions() -> dict[str, str]:
     return out
 
 
+def final_config(config: CompressionConfig, settings: SearchSettings) -> CompressionConfig:
+    """The winner's config as exported: its trial's, with the final recovery's steps when distillation is
+    searched and ``settings.final_recover_steps`` is longer (a trial scored without recovery keeps its
+    sampled temperature and weights, and gets them)."""
+    if "distill" not in settings.techniques or settings.final_recover_steps <= config.distill.steps:
+        return config
+    return replace(config, distill=replace(config.distill, steps=settings.final_recover_steps))
+
+
 def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: SearchSetup,
                   settings: SearchSettings, out_dir: Path) -> dict:
-    """Re-build the winner (same seed, same recovery), measure its test score once, write winner.json."""
-    config = CompressionConfig.from_dict(trial.user_attrs["config"])
+    """Re-build the winner (same seed; with ``final_recover_steps`` of distillation where that is longer
+    than its trial's), measure its test score once, write winner.json.
+
+    ``val_<metric>`` is what the search scored; ``val_<metric>_rebuilt`` is the exported model's (after
+    the final recovery), which ``maec apply winner.json --split val`` reproduces."""
+    config = final_config(CompressionConfig.from_dict(trial.user_attrs["config"]), settings)
     t0 = time.perf_counter()
     student, report = setup.evaluator.compress(config, recover_steps=config.distill.steps)
     metric = setup.evaluator.metric_name
@@ -60,6 +74,8 @@ def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: S
         "metrics": {
             f"val_{metric}": trial.values[0],
             f"val_{metric}_rebuilt": setup.evaluator.score(student, "val"),
+            "trial_recover_steps": trial.user_attrs["config"].get("distill", {}).get("steps", 0),
+            "final_recover_steps": config.distill.steps,
             f"test_{metric}": setup.evaluator.score(student, "test"),
             f"teacher_test_{metric}": setup.evaluator.score(setup.teacher, "test"),
             "latency_ms": trial.values[1],

@@ -49,16 +49,18 @@ class BlockConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """Recovery by distillation: KL at ``temperature`` (x T^2) + ``alpha`` x cross-entropy
-    + ``feature_weight`` x token-feature MSE, for ``steps`` optimizer steps (0: no recovery)."""
+    + ``feature_weight`` x token-feature MSE, for ``steps`` optimizer steps (0: no recovery) at peak
+    learning rate ``lr`` (AdamW, warm-up + cosine)."""
 
     temperature: float = 4.0
     alpha: float = 0.5
     feature_weight: float = 0.0
     steps: int = 0
+    lr: float = 1e-4
 
     def to_dict(self) -> dict:
         return {"temperature": self.temperature, "alpha": self.alpha, "feature_weight": self.feature_weight,
-                "steps": self.steps}
+                "steps": self.steps, "lr": self.lr}
 
 
 @dataclass(frozen=True)
@@ -197,19 +199,19 @@ def _parse_per_linear(v: Any, where: str, default: Any) -> dict[str, Any]:
 
 def _parse_distill(v: Any) -> DistillConfig:
     _require_mapping(v, "distill")
-    _no_unknown(v, {"temperature", "alpha", "feature_weight", "steps"}, "distill")
+    _no_unknown(v, {"temperature", "alpha", "feature_weight", "steps", "lr"}, "distill")
     d = DistillConfig()
-    t, a, f, s = (v.get(k, getattr(d, k)) for k in ("temperature", "alpha", "feature_weight", "steps"))
-    for name, val in (("temperature", t), ("alpha", a), ("feature_weight", f)):
+    t, a, f, s, lr = (v.get(k, getattr(d, k)) for k in ("temperature", "alpha", "feature_weight", "steps", "lr"))
+    for name, val in (("temperature", t), ("alpha", a), ("feature_weight", f), ("lr", lr)):
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val < 0:
             raise ConfigError(f"distill.{name}: expected a finite number >= 0, got {val!r}")
-    if t == 0:
-        raise ConfigError("distill.temperature: must be above 0")
+    if t == 0 or lr == 0:
+        raise ConfigError(f"distill.{'temperature' if t == 0 else 'lr'}: must be above 0")
     if a > 1:
         raise ConfigError(f"distill.alpha: expected a number in [0, 1], got {a!r}")
     if not _is_int(s) or s < 0:
         raise ConfigError(f"distill.steps: expected a whole number >= 0, got {s!r}")
-    return DistillConfig(float(t), float(a), float(f), s)
+    return DistillConfig(float(t), float(a), float(f), s, float(lr))
 
 
 def _check_blocks(blocks: tuple[BlockConfig, ...], shapes: tuple[BlockShape, ...], where: str) -> None:

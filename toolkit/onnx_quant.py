@@ -118,8 +118,11 @@ def linear_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 
 
 # ---- calibration ----------------------------------------------------------------------------------
-def _as_numpy(batch) -> np.ndarray:
-    """A batch is an image tensor/array ``[N, C, H, W]`` or a tuple/list whose first item is one."""
+def _as_numpy(batch) -> np.ndarray | dict[str, np.ndarray]:
+    """A batch is an image tensor/array ``[N, C, H, W]`` or a tuple/list whose first item is one; a
+    graph with several inputs (the latency harness's micro-benchmarks) takes a dict ``{input: array}``."""
+    if isinstance(batch, dict):
+        return {k: np.asarray(v, dtype=np.float32) for k, v in batch.items()}
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
     return (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(np.float32)
 
@@ -127,14 +130,14 @@ def _as_numpy(batch) -> np.ndarray:
 class _Reader:
     """``onnxruntime.quantization.CalibrationDataReader`` over a list of batches."""
 
-    def __init__(self, input_name: str, batches: list[np.ndarray]):
-        self._it = iter([{input_name: b} for b in batches])
+    def __init__(self, input_name: str, batches: list):
+        self._it = iter([b if isinstance(b, dict) else {input_name: b} for b in batches])
 
     def get_next(self) -> dict | None:
         return next(self._it, None)
 
 
-def _minmax(model: onnx.ModelProto, tensors: list[str], batches: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+def _minmax(model: onnx.ModelProto, tensors: list[str], batches: list) -> dict[str, tuple[float, float]]:
     """Min and max of each tensor over all batches (ORT's MinMax: min of mins, max of maxes)."""
     import onnxruntime as ort
 
@@ -149,7 +152,7 @@ def _minmax(model: onnx.ModelProto, tensors: list[str], batches: list[np.ndarray
     hi = {t: -np.inf for t in tensors}
     name = sess.get_inputs()[0].name
     for b in batches:
-        for t, v in zip(tensors, sess.run(tensors, {name: b})):
+        for t, v in zip(tensors, sess.run(tensors, b if isinstance(b, dict) else {name: b})):
             lo[t], hi[t] = min(lo[t], float(v.min())), max(hi[t], float(v.max()))
     return {t: (lo[t], hi[t]) for t in tensors}
 
@@ -249,7 +252,7 @@ def _set_opsets(model: onnx.ModelProto) -> None:
 
 
 # ---- entry point ----------------------------------------------------------------------------------
-def _ort_int8(model: onnx.ModelProto, names: list[str], act_bits: int, batches: list[np.ndarray]) -> onnx.ModelProto:
+def _ort_int8(model: onnx.ModelProto, names: list[str], act_bits: int, batches: list) -> onnx.ModelProto:
     """ORT's int8 quantization of the MatMul nodes ``names`` (dynamic, or static QDQ for act_bits 8)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 

@@ -154,14 +154,17 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
         confidence = "low"
         mode = f"scaled {base.name}"
     full = profile_parts_to_coefs(core, op_us, call_us)
+    # io_us prices the extra graph inputs / outputs of the micro-benchmarks (a harness artifact, not part
+    # of the profile): held-out operator rows are scored with it, model rows have none
+    scored = full | ({("io_us",): coefs.get(("io_us",), 0.0)} if confidence != "low" else {})
     # Held-out rows are priced with the kernels they ran (no envelope: that is a deployment choice,
     # see LatencyPredictor.deployable_config), so these figures measure the cost model itself.
-    validation = {"heldout": metrics(predict_samples(test, full), np.array([s.latency_ms for s in test])),
+    validation = {"heldout": metrics(predict_samples(test, scored), np.array([s.latency_ms for s in test])),
                   "seed": seed, "heldout_frac": heldout_frac, "fit_on": fit_on, "mode": mode}
     for label, rows in (("heldout_ops", [s for s in test if s.group != "model"]),
                         ("heldout_models", [s for s in test if s.group == "model"])):
         if rows:
-            validation[label] = metrics(predict_samples(rows, full), np.array([s.latency_ms for s in rows]))
+            validation[label] = metrics(predict_samples(rows, scored), np.array([s.latency_ms for s in rows]))
     if confidence == "high" and validation["heldout"]["within_10pct"] < 0.8:
         confidence = "medium"
     threads = int(meta.get("threads") or 1)

@@ -8,6 +8,7 @@ op and a 200 ms model weigh the same, which is what MAPE and the ±10% share sco
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,6 +144,17 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
     ape = np.abs(pred - meas) / meas
     return {"mape": round(float(ape.mean()), 6), "within_10pct": round(float((ape <= 0.10).mean()), 6),
             "n": len(meas), "median_ratio": round(float(np.median(pred / meas)), 6)}
+
+
+def proportional_baseline(train: list[Sample], test: list[Sample],
+                          size: Callable[[Sample], float]) -> tuple[dict, float]:
+    """Baseline latency = k x ``size(sample)`` (MACs, parameters, ...), k fitted on ``train`` by least
+    squares on relative error like the cost model (``argmin_k sum((k x / y - 1)^2)``): ``(metrics on
+    test, k in ms per unit)``."""
+    x = np.array([size(s) for s in train], dtype=np.float64)
+    y = np.array([s.latency_ms for s in train], dtype=np.float64)
+    k = float(np.sum(x / y) / np.sum((x / y) ** 2))
+    return metrics(k * np.array([size(s) for s in test], dtype=np.float64), np.array([s.latency_ms for s in test])), k
 
 
 def split(samples: list[Sample], *, seed: int, heldout_frac: float) -> tuple[list[int], list[int]]:

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.latency.fit import Column, Sample, fit_coefficients, metrics, predict_samples, split
+from evaluators.latency.fit import (
+    Column,
+    Sample,
+    fit_coefficients,
+    metrics,
+    predict_samples,
+    proportional_baseline,
+    split,
+)
 from evaluators.latency.sources import HAT_COMMIT, HAT_FILES, HAT_REPO, arm_latency_dir, hat_macs, read_hat
 
 # Coefficients the HAT rows identify; all other columns are held at 0 in this fit.
@@ -44,6 +52,8 @@ class HatFit:
     rows: dict[str, dict] = field(default_factory=dict)  # file -> counts and dropped row numbers
     seed: int = 0
     heldout_frac: float = 0.2
+    train: list[Sample] = field(default_factory=list, repr=False)  # the split itself, for other baselines
+    test: list[Sample] = field(default_factory=list, repr=False)
 
 
 def _free_fit(train: list[Sample]) -> dict[Column, float]:
@@ -55,15 +65,15 @@ def _free_fit(train: list[Sample]) -> dict[Column, float]:
 
 
 def _baselines(train: list[Sample], test: list[Sample]) -> tuple[dict[str, dict], dict[str, list[float]]]:
+    prop, k = proportional_baseline(train, test, hat_macs)
     x = np.array([hat_macs(s) for s in train])
     y = np.array([s.latency_ms for s in train])
     xt = np.array([hat_macs(s) for s in test])
     yt = np.array([s.latency_ms for s in test])
-    k = float(np.sum(x / y) / np.sum((x / y) ** 2))  # argmin sum((k x / y - 1)^2)
     A = np.c_[np.ones_like(x), x] / y[:, None]
     a, b = np.linalg.lstsq(A, np.ones_like(y), rcond=None)[0]
-    return ({"flops_proportional": metrics(k * xt, yt), "flops_affine": metrics(a + b * xt, yt)},
-            {"flops_proportional": [k * 1e6], "flops_affine": [float(a), float(b) * 1e6]})
+    return ({"flops_proportional": prop, "flops_affine": metrics(a + b * xt, yt)},
+            {"flops_proportional": [k * 1e9], "flops_affine": [float(a), float(b) * 1e9]})  # ms per GMAC
 
 
 def fit_hat(paths: list[Path] | None = None, *, seed: int = 0, heldout_frac: float = 0.2) -> HatFit:
@@ -86,7 +96,7 @@ def fit_hat(paths: list[Path] | None = None, *, seed: int = 0, heldout_frac: flo
         used = sum(1 for i in tr if samples[i].meta["file"] == f.file)
         rows[f.file] = {"encoder_rows": len(f.encoder), "decoder_rows": len(f.decoder), "train_rows": used,
                         "dropped": {k: v for k, v in f.dropped.items()}}
-    return HatFit(coefs, held, base, base_coefs, rows, seed, heldout_frac)
+    return HatFit(coefs, held, base, base_coefs, rows, seed, heldout_frac, train, test)
 
 
 def hat_provenance(fit: HatFit) -> list[dict]:

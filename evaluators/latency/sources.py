@@ -180,6 +180,15 @@ def hat_macs(sample: Sample) -> float:
     return sum(op.macs * c for op, c in sample.terms)
 
 
+def hat_params(sample: Sample) -> float:
+    """Linear weights of a HAT *encoder* sample (what a parameter-proportional baseline sees; embedding
+    tables, biases and norms left out, as in :attr:`Op.params`). Encoder ops run once each, so every
+    weight counts once; decoder counts are steps x layers, hence the refusal."""
+    if sample.group != "hat-encoder":
+        raise ValueError(f"hat_params needs a hat-encoder sample, got {sample.group!r}")
+    return sum(op.params * c for op, c in sample.terms)
+
+
 # ---- ncnn ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NcnnVitRow:

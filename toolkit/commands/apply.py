@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["val", "test"], default="test", help="split for accuracy before/after")
     p.add_argument("--limit", type=int, default=None, help="score on the first N images of the split")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency measurement")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of calibration and recovery (default: a winner.json's search seed, else 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-bf16", action="store_true")
     p.set_defaults(run=run)
@@ -57,6 +58,8 @@ def _score(model, split, is_mae: bool) -> dict:
 def run(args: argparse.Namespace) -> int:
     config, meta = read_config_file(args.config)
     model_spec = args.model or meta.get("model") or "default"
+    if args.seed is None:  # a winner is reproduced with the seed its search re-built it with
+        args.seed = int((meta.get("provenance") or {}).get("seed", 0))
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; choose another --out or pass --force")

@@ -1,0 +1,168 @@
+"""Our per-operator latency model against FLOPs- and parameter-proportional baselines, per shipped profile.
+
+    .venv/bin/python benchmarks/latency_baselines.py
+
+For every profile in ``evaluators/latency/profiles/`` the rows and the seeded split are the ones its own
+validation used, rebuilt from ../shared/arm-latency as ``python -m evaluators.latency.shipped`` does:
+
+* Raspberry Pi 4 profiles: HAT's encoder rows held out by the recorded seed / fraction (the fit is the
+  4-thread PyTorch one, so the 1-thread profile shows the same figures), then the ncnn ViT-B/32
+  cross-check (n=1; the baselines' k from the same HAT training rows, x the 1-thread factor at 1 thread).
+  Baselines: latency = k x MACs and k x Linear weights, k by least squares on relative error
+  (:func:`evaluators.latency.fit.proportional_baseline`); the affine a + k x MACs of ``hat_fit`` in the notes.
+* Other devices: whole-model ncnn anchors only; the anchor is recomputed from the ncnn rows, nothing is
+  held out, and a baseline fitted to rows of a single model has nothing to be scored on.
+
+Cells: held-out MAPE / share within ±10% (n). "recorded" compares the recomputed figures with the
+profile's ``validation``. Cheap: reads CSVs and fits a few least-squares problems (seconds).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluators.latency.fit import metrics, proportional_baseline
+from evaluators.latency.hat_fit import fit_hat
+from evaluators.latency.ops import total_macs
+from evaluators.latency.predictor import LatencyPredictor
+from evaluators.latency.profile import SHIPPED_DIR, DeviceProfile
+from evaluators.latency.shipped import ANCHORS, PI4_NCNN, _ncnn_rows
+from evaluators.latency.sources import hat_macs, hat_params, ncnn_vit_ops
+
+Row = tuple[str, str, str, str, str, str, str]  # profile, rows, ours, recorded, k*MACs, k*params, notes
+
+
+def machine() -> str:
+    """CPU model (``/proc/cpuinfo``), logical cores, cores this process may use."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Hardware", "Model"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}; {os.cpu_count()} logical cores ({usable} usable); Python {platform.python_version()}"
+
+
+def cell(m: dict) -> str:
+    return f"{100 * m['mape']:.2f}% / {100 * m['within_10pct']:.1f}% (n={m['n']})"
+
+
+def same(recomputed: dict, recorded: dict | None) -> bool:
+    keys = ("mape", "within_10pct", "n")
+    return recorded is not None and all(recomputed[k] == recorded.get(k) for k in keys)
+
+
+def pi4_rows(prof: DeviceProfile, cache: dict) -> list[Row]:
+    """HAT held-out rows and the ncnn ViT-B/32 cross-check of a Raspberry Pi 4 profile."""
+    v = prof.validation
+    seed, frac = v["hat"]["seed"], v["hat"]["heldout_frac"]
+    if (seed, frac) not in cache:
+        fit = fit_hat(seed=seed, heldout_frac=frac)  # the same files and split as shipped.build_rpi4
+        tr = [s for s in fit.train if s.group == "hat-encoder"]
+        te = [s for s in fit.test if s.group == "hat-encoder"]
+        cache[(seed, frac)] = (fit, proportional_baseline(tr, te, hat_macs), proportional_baseline(tr, te, hat_params))
+    fit, (m_mac, k_mac), (m_par, k_par) = cache[(seed, frac)]
+    ours = fit.heldout["hat-encoder"]
+    rec_base = v["hat"]["baselines_encoder"]
+    checks = [("ours", same(ours, v.get("heldout"))), ("k·MACs", same(m_mac, rec_base.get("flops_proportional"))),
+              ("affine", same(fit.baselines["flops_affine"], rec_base.get("flops_affine")))]
+    recorded = ("same" if all(ok for _, ok in checks)
+                else "DIFFERS: " + ", ".join(n for n, ok in checks if not ok) + f" (recorded ours {cell(v['heldout'])})")
+    aff = fit.baselines["flops_affine"]
+    a_ms = fit.baseline_coefs["flops_affine"][0]
+    hat = (prof.name, f"HAT Pi 4 encoder, PyTorch 4 threads; held out {frac:.0%} (seed {seed})", cell(ours), recorded,
+           cell(m_mac) + f", k={k_mac * 1e9:.0f} ms/GMAC", cell(m_par) + f", k={k_par * 1e6:.2f} ms/M weights",
+           f"affine a + k·MACs {cell(aff)}, a={a_ms:.1f} ms (framework fixed cost)"
+           + ("; same HAT fit as the 4-thread profile" if prof.threads == 1 else ""))
+    # ncnn ViT-B/32 @ 384 on the Pi 4 at the profile's thread count (another runtime on the same CPU)
+    x = v["ncnn_cross_check"]
+    t = {th: _ncnn_rows(PI4_NCNN, "", 0, th, None)[0] for th in (1, 4)}
+    meas = t[prof.threads].avg_ms
+    f = t[1].avg_ms / t[4].avg_ms if prof.threads == 1 else 1.0  # shipped's 1-thread factor
+    ops = ncnn_vit_ops()
+    pred = LatencyPredictor(prof).predict_ops_ms(ops)
+    macs, weights = total_macs(ops), sum(op.params for op in ops)
+    ok = round(pred, 2) == x["predicted_ms"] and meas == x["ncnn_measured_ms"]
+    recorded = "same" if ok else f"DIFFERS: recorded {x['predicted_ms']} / {x['ncnn_measured_ms']} ms"
+
+    def one(p: float) -> str:
+        return cell(metrics([p], [meas])) + f", {p:.0f} ms"
+
+    ncnn = (prof.name, f"ncnn ViT-B/32 @384 on a Pi 4, {prof.threads} thread(s), {meas:.0f} ms (cross-check)",
+            one(pred), recorded, one(k_mac * macs * f), one(k_par * weights * f),
+            f"k from the HAT training rows{f' x {f:.3f} (1-thread factor)' if f != 1 else ''}; "
+            f"{macs / 1e9:.2f} GMAC, {weights / 1e6:.1f} M weights"
+            + ("; not independent: the 1-thread factor is this row's ratio to the 4-thread one" if prof.threads == 1
+               else "; independent of every fit"))
+    return [hat, ncnn]
+
+
+def anchored_row(prof: DeviceProfile) -> Row:
+    """Whole-model anchors only: recompute the anchor (and the boards' spread) from the ncnn rows."""
+    v = prof.validation
+    stem = prof.name.rsplit("-ort-", 1)[0]
+    spec = next((a for a in ANCHORS if a[0] == stem), None)
+    if spec is None:
+        return (prof.name, "?", "cannot recompute: no ANCHORS entry", "", "", "", "")
+    _, _, _, section, exclude, ps, _ = spec
+    rows = _ncnn_rows(section, exclude, ps, prof.threads, None)
+    anchor = statistics.median(r.avg_ms for r in rows)
+    rec_lines = [r["line"] for r in v.get("ncnn_rows", [])]
+    ok = anchor == v.get("anchor_ms") and [r.line for r in rows] == rec_lines
+    recorded = "same" if ok else f"DIFFERS: recorded anchor {v.get('anchor_ms')} ms, lines {rec_lines}"
+    n = len(rows)
+    if n > 1:
+        spread = metrics([anchor] * n, [r.avg_ms for r in rows])
+        ok_s = same(spread, v.get("anchor_spread"))
+        ours = (f"anchors only, n={n}: boards vs median anchor {cell(spread)} (in-sample, not held out)"
+                + ("" if ok_s else " [spread DIFFERS from recorded]"))
+    else:
+        ours = "anchors only, n=1: no held-out rows"
+    why = f"not fitted (*): {n} row{'s' if n > 1 else ''}, all of one model"
+    return (prof.name, f"ncnn ViT-B/32 @384, {prof.threads} thread(s), powersave {ps}: "
+            + ", ".join(f"{r.avg_ms:.0f} ms" for r in rows), ours, recorded, why, why,
+            f"ViT-B/32 ORT prediction {v.get('vit_b32_predicted_ms')} ms = Pi 4 ratio by construction "
+            "(after undoing ncnn's fp16)")
+
+
+def table(rows: list[Row]) -> str:
+    head = ("profile", "rows (the profile's own validation)", "ours: MAPE / ±10% (n)", "recorded vs recomputed",
+            "k·MACs", "k·params (Linear weights)", "notes")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
+    cmd = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    print(f"command: `{cmd}`  \nmachine: {machine()}\n")
+    cache: dict = {}
+    rows: list[Row] = []
+    profiles = [DeviceProfile.load(p) for p in sorted(SHIPPED_DIR.glob("*.json"))]
+    for prof in sorted(profiles, key=lambda q: ("hat" not in q.validation, q.name)):  # held-out rows first
+        v = prof.validation
+        if "hat" in v and "ncnn_cross_check" in v:
+            rows += pi4_rows(prof, cache)
+        elif v.get("anchor_only"):
+            rows.append(anchored_row(prof))
+        else:
+            rows.append((prof.name, "?", "unknown validation layout: not recomputed", "", "", "", ""))
+    print(table(rows))
+    print("\n(*) Anchored profiles: every row is ViT-B/32 @384 under ncnn, so k·MACs and k·params are one scale "
+          "factor, as ours is, fitted to the anchor itself; no row is left to score any of them on.")
+    return 1 if any(r[3].startswith("DIFFERS") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The search's outputs: ``results/<study>/`` files, ``winner.json`` reproduced by ``maec apply``, and the
+``--task reconstruct`` search of a full MAE end to end."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from searchkit import quick_settings
+
+from mae.checkpoints import save_model
+from mae.model import create_model
+from search.engine import search
+from search.setup import build_setup
+from spaces.config import CompressionConfig
+from toolkit.cli import main as maec
+
+RESULT_FILES = ("trials.csv", "trials.parquet", "pareto.html", "winner.json", "winner_layers.csv",
+                "winner_layers.html", "settings.json", "study.db")
+
+
+def test_winner_is_exported_and_maec_apply_reproduces_it(tmp_path, tiny_ckpt):
+    # the whole train split (as maec apply uses): the re-built winner and apply then train on the same batches
+    settings = quick_settings(tmp_path / "results", tiny_ckpt, limit_train=None, trials=4, final_recover_steps=3)
+    outcome = search(settings)
+    assert outcome.winner is not None
+    for name in RESULT_FILES:
+        assert (outcome.out_dir / name).is_file(), name
+    trials = pd.read_csv(outcome.out_dir / "trials.csv")
+    assert len(trials) == 4 and {"accuracy", "latency_ms"} <= set(trials.columns)
+    winner = json.loads((outcome.out_dir / "winner.json").read_text())
+    m = winner["metrics"]
+    assert winner["config"]["distill"]["steps"] == m["final_recover_steps"] == 3  # the final recovery, exported
+    assert m["latency_ms"] <= m["budget_ms"] and winner["provenance"]["seed"] == 0
+    assert len(winner["provenance"]["model_sha256"]) == 64
+
+    out = tmp_path / "deploy"
+    assert maec(["apply", str(outcome.out_dir / "winner.json"), "--model", tiny_ckpt, "--out", str(out),
+                 "--split", "val", "--limit", "128", "--no-bf16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["after"]["top1"] == pytest.approx(m["val_accuracy_rebuilt"], abs=1e-9)
+    assert CompressionConfig.from_json((out / "compression.json").read_text()).to_dict() == winner["config"]
+
+
+def test_final_recovery_is_skipped_without_distillation(tmp_path, tiny_ckpt):
+    settings = quick_settings(tmp_path / "results", tiny_ckpt, techniques=("prune", "quant"), final_recover_steps=50)
+    winner = search(settings).winner
+    assert winner is not None and winner["config"]["distill"]["steps"] == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_mae_ckpt(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("mae") / "tiny_mae.safetensors"
+    save_model(create_model("mae_vit_test_p7_28", kind="mae"), path)
+    return str(path)
+
+
+def test_reconstruct_searches_the_full_mae_by_psnr_against_encoder_plus_decoder_latency(tmp_path, tiny_mae_ckpt):
+    probe = quick_settings(tmp_path / "probe", tiny_mae_ckpt, task="reconstruct")
+    setup = build_setup(probe)
+    teacher_ms = setup.predict_ms(None)
+    assert setup.evaluator.metric_name == "psnr_db" and setup.shape.decoder_blocks  # the decoder is searched
+    budget = (teacher_ms + setup.predict_ms(setup.smallest_config())) / 2  # splits the space
+    settings = quick_settings(tmp_path / "results", tiny_mae_ckpt, task="reconstruct", budget_ms=budget, trials=4)
+    outcome = search(settings)
+    df = pd.read_csv(outcome.out_dir / "trials.csv")
+    assert "psnr_db" in df.columns and df["psnr_db"].notna().all()
+    assert outcome.winner is not None
+    m = outcome.winner["metrics"]
+    assert m["latency_ms"] <= budget < m["teacher_latency_ms"]
+    assert 0 < m["test_psnr_db"] < 60 and 0 < m["teacher_test_psnr_db"] < 60
+    assert outcome.winner["task"] == "reconstruct"
