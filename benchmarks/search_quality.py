@@ -7,6 +7,9 @@ profile) for every variant x seed, at equal trial counts, and prints one table:
 * single-technique searches (pruning only, quantization only, low-rank only; TPE);
 * the uniform heuristic (one pruning ratio / bit-width / rank fraction for every layer; TPE).
 
+The joint and single-technique searches start, as every new joint-space study does, with the uniform
+heuristic's largest configs within budget (``search/warm_start.py``; up to 6 of the 40 trials).
+
 Per variant: best feasible validation accuracy (mean and range over seeds), that trial's test accuracy
 (the winner, re-built once and scored on the 10,000 test images), and the hypervolume of the
 accuracy / latency front (two reference regions, see :func:`hypervolume`).
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,7 +89,9 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> tuple[str, int
     cmd = [sys.executable, str(REPO / "run_search.py"), "--budget", args.budget, "--trials", str(args.trials),
            "--timeout", "0", "--seed", str(seed), "--study-name", name, "--results-dir", args.results_dir,
            "--cheap-val-images", str(args.cheap_val_images), "--no-progress", *VARIANTS[variant]]
-    if folder.exists():  # killed half-way: finish the same study
+    if folder.exists() and args.rerun:  # a fresh study: the old one goes
+        shutil.rmtree(folder)
+    elif folder.exists():  # killed half-way: finish the same study
         cmd.append("--resume")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
@@ -178,7 +184,10 @@ def main() -> int:
         by.setdefault(r["variant"], []).append(r)
     for v in args.variants:
         rs = by.get(v, [])
-        if not rs:
+        if not rs:  # refused before its first trial (e.g. nothing this variant can build fits the budget)
+            log = Path(args.results_dir) / f"{study_name(v, args.seeds[0], args.trials)}.log"
+            why = log.read_text().strip().splitlines()[-1] if log.exists() and log.read_text().strip() else "not run"
+            print(f"| {v} | none feasible: {why.removeprefix('run_search.py: error: ')} | | | | |")
             continue
         counts = f"{sum(r['feasible'] for r in rs)} / {sum(r['scored'] for r in rs)} / {sum(r['trials'] for r in rs)}"
         print(f"| {v} ({len(rs)} seeds) | {fmt([r['best_val'] for r in rs])} | {fmt([r['test'] for r in rs])} | "

@@ -23,7 +23,7 @@ from spaces.config import CompressionConfig
 from toolkit.io import write_text_atomic
 
 
-WARM_START_TRIALS = 3
+WARM_START_TRIALS = 6
 
 
 @dataclass

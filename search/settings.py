@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-val", type=int, default=None, help="use only the first N validation images (quick runs)")
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not start a new joint-space study with the uniform heuristic's largest configs "
-                        "that fit the budget (3 enqueued trials)")
+                        "that fit the budget (up to 6 enqueued trials)")
     p.add_argument("--no-bf16", action="store_true", help="run in fp32 (slower, bit-stable)")
     p.add_argument("--no-progress", action="store_true")
     return p

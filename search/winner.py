@@ -64,7 +64,14 @@ def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: S
     the final recovery), which ``maec apply winner.json --split val`` reproduces."""
     config = final_config(CompressionConfig.from_dict(trial.user_attrs["config"]), settings)
     t0 = time.perf_counter()
-    student, report = setup.evaluator.compress(config, recover_steps=config.distill.steps)
+    if settings.progress and config.distill.steps:
+        print(f"re-building the winner (trial {trial.number}) with {config.distill.steps} recovery steps")
+    evaluator = setup.evaluator
+    evaluator.progress, was = settings.progress, evaluator.progress  # a bar: this takes minutes
+    try:
+        student, report = evaluator.compress(config, recover_steps=config.distill.steps)
+    finally:
+        evaluator.progress = was
     metric = setup.evaluator.metric_name
     winner = {
         "schema_version": WINNER_SCHEMA,
