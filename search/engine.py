@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +133,18 @@ def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study
     torch.set_num_threads(max(1, threads // settings.jobs))
     try:
         with TrialProgress(n_trials, settings.progress) as on_trial_end:
-            study.optimize(objective, n_trials=n_trials, timeout=settings.timeout_s, n_jobs=settings.jobs,
-                           catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
+            t0 = time.monotonic()
+            waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+            first = min(waiting, n_trials) if settings.jobs > 1 else 0
+            if first:
+                # enqueued (warm-start) trials one at a time: threads popping the waiting queue of one
+                # SQLite study together can take the same trial twice and leave another waiting
+                study.optimize(objective, n_trials=first, timeout=settings.timeout_s, n_jobs=1,
+                               catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
+            left_s = None if settings.timeout_s is None else settings.timeout_s - (time.monotonic() - t0)
+            if n_trials - first > 0 and (left_s is None or left_s > 0):
+                study.optimize(objective, n_trials=n_trials - first, timeout=left_s, n_jobs=settings.jobs,
+                               catch=(Exception,), callbacks=[on_trial_end], gc_after_trial=True)
     finally:
         torch.set_num_threads(threads)
 
