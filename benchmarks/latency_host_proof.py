@@ -5,6 +5,7 @@ models predicted within ±10% (target >= 90%), the MAPE, and the same for the op
 
     .venv/bin/python benchmarks/latency_host_proof.py                 # measure + calibrate + report (~15 min)
     .venv/bin/python benchmarks/latency_host_proof.py --reuse          # recalibrate the last CSVs only
+    .venv/bin/python benchmarks/latency_host_proof.py --reuse-kits     # re-time the kept ONNX kits (no rebuild)
 
 Phase 1 times the operator sweep and fits the host profile on it; phase 2 samples compressed models from
 the search space, exports each as the predictor's ``deployable_config`` (what the search would ship) and
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import pprint
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +38,8 @@ from evaluators.latency.fit import (
     predict_samples,
     profile_parts_to_coefs,
 )
-from evaluators.latency.harness import SPAN_BYTES, l2_bytes, measure, sweep_items
+from evaluators.latency.harness import SPAN_BYTES, build_kit, l2_bytes, sweep_items
+from evaluators.latency.kit_runner import run_manifest
 from evaluators.latency.predictor import LatencyPredictor
 
 OUT = ROOT / "results" / "latency"
@@ -82,6 +85,15 @@ def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8) -> tuple[l
     return items, changed
 
 
+def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace) -> None:
+    """Build ``items`` into ``kit`` (kept for ``--reuse-kits``) and time it in ``args.rounds`` passes."""
+    if not (args.reuse_kits and (kit / "manifest.json").exists()):
+        shutil.rmtree(kit, ignore_errors=True)
+        build_kit(items, kit, progress=True)
+    run_manifest(kit, csv_path, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, rounds=args.rounds,
+                 progress=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reuse", action="store_true", help="do not measure; recalibrate and report the existing CSVs")
@@ -89,6 +101,9 @@ def main() -> int:
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3, help="passes over each kit; a row keeps its lowest pass median")
+    p.add_argument("--reuse-kits", action="store_true",
+                   help="time the ONNX kits built by an earlier run (results/latency/kit-*) instead of rebuilding them")
     p.add_argument("--print-reference", action="store_true")
     p.add_argument("--smoke", action="store_true", help="a tiny sweep (checks the script, proves nothing)")
     args = p.parse_args()
@@ -105,14 +120,14 @@ def main() -> int:
         span = max(SPAN_BYTES, 4 * l2_bytes())
         ops = sweep_items("quick" if args.smoke else "standard", args.seed, models=False, span=span)
         print(f"phase 1: {len(ops)} operator benchmarks on cpu {cpu}, 1 ONNX Runtime thread", file=sys.stderr)
-        measure(ops, ops_csv, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, progress=True)
+        _time(ops, OUT / "kit-ops", ops_csv, args)
     samples, meta = read_measure_csv(ops_csv)
     prof = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops")
     if not args.reuse:
         items, changed = _model_items(prof, args.seed, *((2, 1) if args.smoke else (40, 8)))
         print(f"phase 2: {len(items)} compressed models ({changed} configs exported at the kernels the predictor "
               "chose)", file=sys.stderr)
-        measure(items, models_csv, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, progress=True)
+        _time(items, OUT / "kit-models", models_csv, args)
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
         all_csv.write_text("".join(lines))  # `maec calibrate host-ort-1t-all.csv --fit-on ops` gives the same
     prof.save(OUT / "host-ort-1t.json")

@@ -382,15 +382,17 @@ def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -
 
 
 def measure(items: list[BenchItem], out: Path, *, threads: int = 1, repeats: int = 30, warmup: int = 5,
-            device: str = "", min_seconds: float = 0.2, keep: Path | None = None, progress: bool = True) -> int:
-    """Build every item into a kit (``keep`` or a temporary folder), time it here, write ``out``."""
+            device: str = "", min_seconds: float = 0.2, rounds: int = 3, keep: Path | None = None,
+            progress: bool = True) -> int:
+    """Build every item into a kit (``keep`` or a temporary folder), time it here in ``rounds`` passes
+    (``kit_runner.run_manifest``), write ``out``."""
     from evaluators.latency.kit_runner import run_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep or Path(tmp)
         build_kit(items, folder, progress=progress)
         return run_manifest(folder, out, threads=threads, repeats=repeats, warmup=warmup, device=device,
-                            min_seconds=min_seconds, progress=progress)
+                            min_seconds=min_seconds, rounds=rounds, progress=progress)
 
 
 def spec_ops(spec: dict) -> Iterator[tuple[Op, float]]:

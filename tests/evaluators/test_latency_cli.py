@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import subprocess
 import sys
@@ -79,8 +80,15 @@ def test_measure_calibrate_and_export_kit_end_to_end(capsys, tmp_path):
                                                    if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "argparse", "csv", "datetime", "json", "os", "platform", "sys", "time",
                         "pathlib", "numpy", "onnxruntime"}
-    res = subprocess.run([sys.executable, str(runner), "--repeats", "2", "--warmup", "0", "--out", str(tmp_path / "k.csv")],
+    res = subprocess.run([sys.executable, str(runner), "--repeats", "2", "--warmup", "0", "--rounds", "2",
+                          "--out", str(tmp_path / "k.csv")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     kit_samples, _ = read_measure_csv(tmp_path / "k.csv")
     assert [s.group for s in kit_samples] == ["model"]
+    # two passes over the kit: the row keeps the lower pass median (interference only adds time)
+    with open(tmp_path / "k.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    passes = [float(v) for v in row["round_ms"].split(";")]
+    assert row["rounds"] == "2" and len(passes) == 2 and float(row["latency_ms"]) == min(passes)
+    assert int(row["repeats"]) >= 4 and float(row["p10_ms"]) <= float(row["p90_ms"])

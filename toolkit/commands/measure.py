@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--what", choices=("all", "ops", "models"), default="all", help="operator rows, model rows or both")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per benchmark (median reported)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="passes over all benchmarks, minutes apart; each row keeps its lowest pass median (default 3)")
     p.add_argument("--device", default="", help="device name for the rows (default: board model or host name)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
@@ -32,17 +34,17 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.out is None) == (args.export_kit is None):
         raise UsageError("give exactly one of --out FILE.csv (measure here) or --export-kit DIR")
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
-        raise UsageError("--threads and --repeats must be at least 1 and --warmup at least 0")
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        raise UsageError("--threads, --repeats and --rounds must be at least 1 and --warmup at least 0")
     # rows stream >= 4x this machine's L2 of weights (a kit: 4 MB, fine for Pi-class boards)
     span = SPAN_BYTES if args.export_kit else max(SPAN_BYTES, 4 * l2_bytes())
     items = sweep_items(args.sweep, args.seed, ops=args.what != "models", models=args.what != "ops", span=span)
     if args.export_kit:
         folder = build_kit(items, Path(args.export_kit), progress=not args.quiet)
         print(f"wrote {len(items)} ONNX files, manifest.json and run_kit.py to {folder}; on the device run "
-              f"`python3 run_kit.py --threads {args.threads} --out device.csv`, then `maec calibrate device.csv --name NAME`")
+              f"`python3 run_kit.py --threads {args.threads} --rounds {args.rounds} --out device.csv`, then `maec calibrate device.csv --name NAME`")
         return 0
     n = measure(items, Path(args.out), threads=args.threads, repeats=args.repeats, warmup=args.warmup,
-                device=args.device, progress=not args.quiet)
+                device=args.device, rounds=args.rounds, progress=not args.quiet)
     print(f"wrote {n} rows to {args.out}; next: `maec calibrate {args.out} --name NAME`")
     return 0
