@@ -147,6 +147,12 @@ def main() -> int:
     print(f"whole compressed models (none used for fitting): n={m['n']}, MAPE {100 * m['mape']:.1f}%, "
           f"within ±10%: {100 * m['within_10pct']:.1f}% (target >= 90%), median predicted/measured {m['median_ratio']:.3f}"
           f"  [kernel-for-kernel: {100 * m_raw['within_10pct']:.1f}%]")
+    for kind in ("classifier", "mae"):
+        sel = np.array([f"{DEFAULT}_{kind}_" in s.meta["bench"] for s in models])
+        if sel.any():
+            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
+            print(f"  of which {kind}: n={km['n']}, MAPE {100 * km['mape']:.1f}%, within ±10%: "
+                  f"{100 * km['within_10pct']:.1f}%, errors {100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
     print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))

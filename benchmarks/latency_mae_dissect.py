@@ -1,0 +1,83 @@
+"""Where the host profile under-predicts a full MAE (issue 4, what remains after the host proof).
+
+Times the uncompressed full MAE of the embedded default four ways -- whole; encoder blocks removed;
+decoder blocks removed; both removed (patch embedding, masking, decoder embedding, unshuffle and
+prediction head only) -- and compares each with the host profile that
+``benchmarks/latency_host_proof.py`` fitted on operator rows (``results/latency/host-ort-1t.json``).
+Differences give the encoder blocks (13 tokens), the decoder blocks (50 tokens) and the glue apart.
+Timing: one core, one ONNX Runtime thread, ``--rounds`` interleaved passes, lowest pass median.
+
+    .venv/bin/python benchmarks/latency_mae_dissect.py          # ~2 min; run the host proof first
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evaluators.latency.bench_models import model_item
+from evaluators.latency.kit_runner import time_ms
+from evaluators.latency.predictor import LatencyPredictor
+from evaluators.latency.profile import DeviceProfile
+from mae.model import create_model, describe
+from spaces.config import CompressionConfig
+
+PRESET = "mae_vit_tiny_p4_28"
+VARIANTS = {"whole MAE": (True, True), "encoder blocks removed": (False, True),
+            "decoder blocks removed": (True, False), "both removed (glue only)": (False, False)}
+
+
+def variant(identity: CompressionConfig, encoder: bool, decoder: bool) -> CompressionConfig:
+    """The uncompressed config with every block of the encoder / decoder removed (0 heads, 0 units)."""
+    d = identity.to_dict()
+    for key, keep in (("blocks", encoder), ("decoder_blocks", decoder)):
+        if not keep:
+            for b in d[key]:
+                b["heads"], b["mlp_hidden"] = 0, 0
+    return CompressionConfig.from_dict(d)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default=str(ROOT / "results" / "latency" / "host-ort-1t.json"))
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
+    args = p.parse_args()
+    if not Path(args.profile).exists():
+        print(f"no host profile at {args.profile}: run benchmarks/latency_host_proof.py first", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
+    predictor = LatencyPredictor(DeviceProfile.load(args.profile))
+    shape = describe(create_model(PRESET, kind="mae"), name=PRESET)
+    identity = CompressionConfig.identity(shape)
+    configs = {name: variant(identity, *keep) for name, keep in VARIANTS.items()}
+    measured: dict[str, list[float]] = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for i, (name, cfg) in enumerate(configs.items()):
+            item = model_item(PRESET, "mae", cfg, f"v{i}")
+            path = Path(tmp) / f"v{i}.onnx"
+            files[name] = (path, item.build(path))
+        for r in range(args.rounds):  # interleaved passes: a disturbed window hits one pass of each
+            for name, (path, inputs) in files.items():
+                measured[name].append(time_ms(path, inputs, repeats=300, warmup=20)["latency_ms"])
+            print(f"pass {r + 1}/{args.rounds} done", file=sys.stderr)
+    meas = {n: min(v) for n, v in measured.items()}
+    pred = {n: predictor.predict_ms(shape, c, task="reconstruct") for n, c in configs.items()}
+    print(f"{'variant':28s} {'measured ms':>11s} {'predicted ms':>12s} {'error':>7s}")
+    for n in configs:
+        print(f"{n:28s} {meas[n]:11.3f} {pred[n]:12.3f} {100 * (pred[n] / meas[n] - 1):+6.1f}%")
+    w, e, d, g = (list(VARIANTS)[i] for i in range(4))
+    for part, a, b in (("encoder blocks (13 tokens)", w, e), ("decoder blocks (50 tokens)", w, d)):
+        pm, pp = meas[a] - meas[b], pred[a] - pred[b]
+        print(f"{part:28s} {pm:11.3f} {pp:12.3f} {100 * (pp / pm - 1):+6.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
