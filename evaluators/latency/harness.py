@@ -257,6 +257,50 @@ def attention_item(tokens: int, dim: int, heads: int, head_dim: int, span: float
     return BenchItem(f"attention_t{tokens}_d{dim}_h{heads}x{head_dim}", "op", {"ops": ops, "io": 2 * (r - 1)}, build)
 
 
+def block_item(tokens: int, dim: int, heads: int, mlp: int, bits: int = 32, r: int = 4) -> BenchItem:
+    """R timm ``Block``s in a row (pre-norm attention and MLP, residual adds) as ``mae.model`` builds them
+    (``heads`` x ``dim / heads``, ``mlp`` hidden units), Linears at ``bits`` (8: dynamic int8): operators
+    in their block context, with ``R`` x the block's weights in use per call.
+
+    Not part of the sweeps: ``benchmarks/latency_cache_capacity.py`` uses it to see how the time per
+    block grows once a graph's weights outgrow the cache (the operator rows stream a fixed span). The
+    spec lists the block's operators (``ops.block_ops``), so its rows calibrate like any other."""
+    if dim % heads:
+        raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+    head_dim = dim // heads
+    from spaces.config import LINEARS, BlockConfig
+    from spaces.shape import BlockShape
+
+    from evaluators.latency.ops import block_ops
+
+    shape, cfg = BlockShape(dim, heads, head_dim, mlp), BlockConfig(heads, mlp, weight_bits={k: bits for k in LINEARS})
+    counts: dict[Op, int] = {}
+    for op in block_ops("b", shape, cfg, tokens, 1, 32):
+        counts[op] = counts.get(op, 0) + r
+    ops = [[op.to_dict(), n] for op, n in counts.items()]
+
+    def build(path: Path) -> list[dict]:
+        import torch
+        from timm.models.vision_transformer import Block
+        from torch import nn
+
+        torch.manual_seed(0)
+        mod = nn.Sequential(*(Block(dim, heads, mlp_ratio=mlp / dim, qkv_bias=True,
+                                    norm_layer=functools.partial(nn.LayerNorm, eps=1e-6)) for _ in range(r)))
+        x = torch.randn(1, tokens, dim)
+        if bits == 32:
+            _export(mod, (x,), path, ["x"])
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32 = Path(tmp) / "fp32.onnx"
+                _export(mod, (x,), fp32, ["x"])
+                names = {f"{i}.{n}": bits for i in range(r) for n in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
+                quiet_quantize(fp32, path, linear_bits=names, act_bits=32)
+        return onnx_inputs(["x"], [(1, tokens, dim)])
+
+    return BenchItem(f"block_t{tokens}_d{dim}_h{heads}_m{mlp}_w{bits}_r{r}", "op", {"ops": ops, "io": 0}, build)
+
+
 def chain_item(kind: str, tokens: int, dim: int, r: int = 8) -> BenchItem:
     op = Op(kind, kind, elems=tokens * dim)
 
