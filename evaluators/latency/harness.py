@@ -419,7 +419,7 @@ def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -
     shutil.copyfile(Path(__file__).with_name("kit_runner.py"), folder / "run_kit.py")
     (folder / "README.txt").write_text(
         "Latency kit for `maec calibrate`. On the device (needs python3, numpy, onnxruntime):\n"
-        "    python3 run_kit.py --threads 1 --out my_device.csv\n"
+        "    python3 run_kit.py --threads 1 --rounds 3 --out my_device.csv\n"
         "Close other programs, keep the device cool and plugged in. Then, where the project is installed:\n"
         "    maec calibrate my_device.csv --name my-device\n")
     return folder
