@@ -14,16 +14,15 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     # imports inside: `--help` stays fast and an import error is not mistaken for bad input; the engine
     # (torch, timm, optuna) is imported after the arguments are checked, so bad input is refused at once
-    from search.budget import BudgetError
-    from search.settings import SettingsError, settings_from_args
-    from toolkit.errors import USER_ERRORS
+    from core.errors import UserError
+    from search.settings import settings_from_args
 
     try:
         settings = settings_from_args(argv)
         from search.engine import exit_code, search
 
         return exit_code(search(settings))
-    except (BudgetError, SettingsError, *USER_ERRORS) as e:
+    except UserError as e:
         print(f"run_search.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

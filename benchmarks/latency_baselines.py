@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/latency_baselines.py
 
 For every profile in ``evaluators/latency/profiles/`` the rows and the seeded split are the ones its own
-validation used, rebuilt from ../shared/arm-latency as ``python -m evaluators.latency.shipped`` does:
+validation used, rebuilt from ../shared/arm-latency as ``python -m evaluators.latency.derive.build`` does:
 
 * Raspberry Pi 4 profiles: HAT's encoder rows held out by the recorded seed / fraction (the fit is the
   4-thread PyTorch one, so the 1-thread profile shows the same figures), then the ncnn ViT-B/32
   cross-check (n=1; the baselines' k from the same HAT training rows, x the 1-thread factor at 1 thread).
   Baselines: latency = k x MACs and k x Linear weights, k by least squares on relative error
-  (:func:`evaluators.latency.fit.proportional_baseline`); the affine a + k x MACs of ``hat_fit`` in the notes.
+  (:func:`evaluators.latency.fit.fit.proportional_baseline`); the affine a + k x MACs of ``hat_fit`` in the notes.
 * Other devices: whole-model ncnn anchors only; the anchor is recomputed from the ncnn rows, nothing is
   held out, and a baseline fitted to rows of a single model has nothing to be scored on.
 
@@ -28,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluators.latency.fit import metrics, proportional_baseline
-from evaluators.latency.hat_fit import fit_hat
-from evaluators.latency.ops import total_macs
-from evaluators.latency.predictor import LatencyPredictor
-from evaluators.latency.profile import SHIPPED_DIR, DeviceProfile
-from evaluators.latency.shipped import ANCHORS, PI4_NCNN, _ncnn_rows
-from evaluators.latency.sources import hat_macs, hat_params, ncnn_vit_ops
+from evaluators.latency.fit.fit import metrics, proportional_baseline
+from evaluators.latency.fit.hat_fit import fit_hat
+from evaluators.latency.predict.ops import total_macs
+from evaluators.latency.predict.predictor import LatencyPredictor
+from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
+from evaluators.latency.derive.build import ANCHORS, PI4_NCNN, _ncnn_rows
+from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops
 
 Row = tuple[str, str, str, str, str, str, str]  # profile, rows, ours, recorded, k*MACs, k*params, notes
 

@@ -23,11 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluators.latency.harness import block_item, build_kit
-from evaluators.latency.calibrate import read_measure_csv
-from evaluators.latency.fit import predict_samples, profile_parts_to_coefs
-from evaluators.latency.kit_runner import run_manifest
-from evaluators.latency.profile import DeviceProfile
+from evaluators.latency.measure.kit import build_kit
+from evaluators.latency.measure.op_items import block_item
+from evaluators.latency.fit.calibrate import read_measure_csv
+from evaluators.latency.fit.fit import predict_samples, profile_parts_to_coefs
+from evaluators.latency.measure.ort_timing import run_manifest
+from evaluators.latency.predict.profile import DeviceProfile
 
 DIM, HEADS, MLP = 192, 3, 768
 

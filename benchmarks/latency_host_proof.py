@@ -30,17 +30,18 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from evaluators.latency.calibrate import calibrate_rows, read_measure_csv
-from evaluators.latency.fit import (
+from evaluators.latency.fit.calibrate import calibrate_rows, read_measure_csv
+from evaluators.latency.fit.fit import (
     coefs_to_profile_parts,
     fit_coefficients,
     metrics,
     predict_samples,
     profile_parts_to_coefs,
 )
-from evaluators.latency.harness import SPAN_BYTES, build_kit, l2_bytes, sweep_items
-from evaluators.latency.kit_runner import run_manifest
-from evaluators.latency.predictor import LatencyPredictor
+from evaluators.latency.measure.kit import build_kit, sweep_items
+from evaluators.latency.measure.op_items import SPAN_BYTES, l2_bytes
+from evaluators.latency.measure.ort_timing import run_manifest
+from evaluators.latency.predict.predictor import LatencyPredictor
 
 OUT = ROOT / "results" / "latency"
 DEFAULT = "mae_vit_tiny_p4_28"
@@ -70,7 +71,7 @@ def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8) -> tuple[l
     each exported as ``LatencyPredictor.deployable_config`` -- the kernels the predictor priced (where a
     lower bit-width or a low-rank pair would be slower on this machine, the more precise kernel). Returns
     the items and how many configs that changed."""
-    from evaluators.latency.bench_models import model_item, sample_configs
+    from evaluators.latency.measure.model_items import model_item, sample_configs
     from mae.model import create_model, describe
     from spaces.config import CompressionConfig
 

@@ -27,10 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluators.latency.bench_models import model_item
-from evaluators.latency.kit_runner import make_session, random_feed, time_ms
-from evaluators.latency.predictor import LatencyPredictor
-from evaluators.latency.profile import DeviceProfile
+from evaluators.latency.measure.model_items import model_item
+from evaluators.latency.measure.ort_timing import make_session, random_feed, time_ms
+from evaluators.latency.predict.predictor import LatencyPredictor
+from evaluators.latency.predict.profile import DeviceProfile
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
 

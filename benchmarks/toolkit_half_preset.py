@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mae.loaders import load_model  # noqa: E402
 from mae.model import describe  # noqa: E402
-from spaces.presets import preset_config  # noqa: E402
-from toolkit.cli import main as maec  # noqa: E402
+from spaces.config_presets import preset_config  # noqa: E402
+from cli.main import main as maec  # noqa: E402
 
 
 def cpu_name() -> str:

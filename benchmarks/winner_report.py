@@ -75,7 +75,7 @@ def winner_vs_original(folder: Path) -> None:
     m = winner["metrics"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "deploy"
-        cmd = [sys.executable, "-m", "toolkit.cli", "apply", str(folder / "winner.json"), "--out", str(out),
+        cmd = [sys.executable, "-m", "cli.main", "apply", str(folder / "winner.json"), "--out", str(out),
                "--split", "val", "--threads", "1"]
         print(f"\nrunning: maec apply {folder / 'winner.json'} --out DIR --split val --threads 1", file=sys.stderr)
         subprocess.run(cmd, cwd=REPO, check=True, env=os.environ | {"PYTHONPATH": str(REPO)})

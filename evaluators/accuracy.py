@@ -17,7 +17,7 @@ from mae.data import ImageSplit
 from mae.metrics import reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder
 from spaces.config import CompressionConfig
-from toolkit.apply import CompressionReport, compress
+from toolkit.compress import CompressionReport, compress
 
 CALIBRATION_IMAGES = 256  # from the train split: int8 ranges and Taylor importance
 

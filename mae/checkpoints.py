@@ -14,12 +14,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from core.errors import UserError
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is corrupt, of an unknown layout or does not fit the model; one sentence."""
 
 
@@ -94,12 +95,3 @@ def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
         raise CheckpointError(f"{path} does not fit this model's encoder: it {what}")
     classifier.load_state_dict(encoder, strict=False)
 
-
-def __getattr__(name: str):
-    """``from mae.checkpoints import load_model`` works too; resolved lazily because
-    ``mae.loaders`` (where the loaders for foreign checkpoints live) imports this module."""
-    if name in ("load_model", "load_official_mae", "load_timm_state_dict"):
-        from mae import loaders
-
-        return getattr(loaders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.errors import UserError
+
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -24,7 +26,7 @@ VAL_SIZE = 5000
 SPLIT_SEED = 0  # the train/validation split is fixed: never derived from the run's seed
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset is missing or unreadable; the message is one sentence for the user."""
 
 

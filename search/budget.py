@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 import re
 
+from core.errors import UserError
+
 _UNITS_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 _BUDGET = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|us|µs)\s*$")
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError, ValueError):
     """A budget that cannot be read; the message is one sentence with a hint."""
 
 

@@ -21,7 +21,7 @@ from search.storage import dashboard_command, make_storage
 from search.warm_start import enqueue_seeds, seed_params
 from search.winner import best_feasible, closest_trials, export_winner
 from spaces.config import CompressionConfig
-from toolkit.io import write_text_atomic
+from core.files import write_text_atomic
 
 
 WARM_START_TRIALS = 6

@@ -42,8 +42,8 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from evaluators.latency.predictor import LatencyPredictor
-from evaluators.latency.profile import DeviceProfile
+from evaluators.latency.predict.predictor import LatencyPredictor
+from evaluators.latency.predict.profile import DeviceProfile
 from search.objective import (OBJECTIVE_NAMES, Objective, best_feasible_cheap_score, check_finite, fail_reason,
                               set_constraint)
 from search.progress import TrialProgress

@@ -12,7 +12,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evaluators.latency.profile import DEFAULT_PROFILE, load_profile
+from core.errors import UserError
+from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
 from search.budget import parse_budget_ms
 from spaces.space import TECHNIQUES
 
@@ -22,7 +23,7 @@ BACKENDS = ("optuna", "ray")
 SPACES = ("joint", "uniform")
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A command-line value that cannot be used; one sentence."""
 
 

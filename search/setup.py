@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from evaluators.accuracy import TaskEvaluator
-from evaluators.latency.predictor import LatencyPredictor
+from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
 from mae.data import ImageSplit, fit_to_model, load_fashion_mnist, load_image_folder
 from mae.loaders import shipped_checkpoints

@@ -14,7 +14,7 @@ import optuna
 from search.setup import SearchSetup, model_spec_for
 from search.settings import SearchSettings
 from spaces.config import CompressionConfig
-from toolkit.io import write_text_atomic
+from core.files import write_text_atomic
 
 WINNER_SCHEMA = 1
 

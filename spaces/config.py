@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.errors import UserError
 from spaces.shape import LINEARS, BlockShape, ModelShape
 
 SCHEMA_VERSION = 1
@@ -19,7 +20,7 @@ ACT_BITS = (32, 8)
 IMPORTANCE = ("magnitude", "taylor")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config is malformed or does not fit the model; the message is one sentence."""
 
 

@@ -18,7 +18,7 @@ from mae.checkpoints import CheckpointError, read_safetensors
 from mae.loaders import load_model
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 from spaces.config import CompressionConfig, ConfigError
-from toolkit.io import write_text_atomic
+from core.files import write_text_atomic
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import prune_model
 from toolkit.quant import bake_fake_quant_, prepare_fake_quant_

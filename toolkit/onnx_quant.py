@@ -28,7 +28,7 @@ Per Linear (``linear_bits`` maps module names such as ``blocks.3.mlp.fc1`` or
   ORT folds the Cast of a constant at session start, so it runs as fast as fp32, in fp32).
 * 32 bits: unchanged.
 
-Fidelity: export the model as ``toolkit.apply.compress`` leaves it (quantized values baked in) and
+Fidelity: export the model as ``toolkit.compress.compress`` leaves it (quantized values baked in) and
 pass the calibration batches it used; then the static-int8 and int4 graphs reproduce the PyTorch
 simulation to ~1e-6 (tests/toolkit/test_export.py). All input ranges are observed on the float graph.
 """

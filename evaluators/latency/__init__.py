@@ -1,29 +1,31 @@
-"""Latency of a (compressed) ViT or MAE on an ARM device, predicted from its config in microseconds.
+"""Latency of a (compressed) ViT or MAE on an ARM device, predicted from its config alone.
 
     from evaluators.latency import LatencyPredictor
     ms = LatencyPredictor("rpi4-a72-ort-1t").predict_ms(shape, config)   # shape: spaces.shape.ModelShape
 
-Pieces: :mod:`ops` (decomposition into runtime operators), :mod:`cost` (the per-operator cost model),
-:mod:`profile` (device profiles as JSON), :mod:`predictor`, :mod:`fit` / :mod:`calibrate` (fitting
-profiles to measurements), :mod:`harness` / :mod:`bench_models` / :mod:`kit_runner` (``maec measure``),
-:mod:`sources` / :mod:`hat_fit` / :mod:`shipped` / :mod:`priors` (the shipped profiles from public
-ARM measurements).
+Four sub-packages, one concept each, imported in one direction (``derive > fit > measure > predict``,
+checked by import-linter):
+
+* :mod:`~evaluators.latency.predict` -- operators of a config, their cost, device profiles, the predictor;
+* :mod:`~evaluators.latency.measure` -- benchmarks timed with ONNX Runtime here or on a device (``maec measure``);
+* :mod:`~evaluators.latency.fit` -- profile terms fitted to measured rows (``maec calibrate``, HAT, ncnn, Paddle-Lite);
+* :mod:`~evaluators.latency.derive` -- the build of the shipped profiles from public ARM measurements.
 """
 from evaluators.latency.errors import CalibrationError, ProfileError
-from evaluators.latency.ops import Op, decompose, total_macs
-from evaluators.latency.predictor import LatencyPredictor, OpCost
-from evaluators.latency.profile import DEFAULT_PROFILE, DeviceProfile, load_profile, profile_names
+from evaluators.latency.predict.ops import Op, decompose, total_macs
+from evaluators.latency.predict.predictor import LatencyPredictor, OpCost
+from evaluators.latency.predict.profile import DEFAULT_PROFILE, DeviceProfile, load_profile, profile_names
 
 __all__ = [
-           "DEFAULT_PROFILE",
-           "CalibrationError",
-           "DeviceProfile",
-           "LatencyPredictor",
-           "Op",
-           "OpCost",
-           "ProfileError",
-           "decompose",
-           "load_profile",
-           "profile_names",
-           "total_macs",
+    "DEFAULT_PROFILE",
+    "CalibrationError",
+    "DeviceProfile",
+    "LatencyPredictor",
+    "Op",
+    "OpCost",
+    "ProfileError",
+    "decompose",
+    "load_profile",
+    "profile_names",
+    "total_macs",
 ]

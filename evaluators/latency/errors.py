@@ -1,17 +1,13 @@
-"""Input errors of the latency predictor.
-
-They subclass :class:`toolkit.errors.UsageError`, which ``USER_ERRORS`` already lists, so every entry
-point turns them into one sentence and exit status 2 without ``toolkit`` importing ``evaluators``
-(the packages depend on each other in one direction only).
-"""
+"""Input errors of the latency predictor; both are :class:`core.errors.UserError`, so every entry
+point turns them into one sentence and exit status 2."""
 from __future__ import annotations
 
-from toolkit.errors import UsageError
+from core.errors import UserError
 
 
-class ProfileError(UsageError):
+class ProfileError(UserError):
     """An unknown device name, or a profile file that is missing, unreadable or malformed."""
 
 
-class CalibrationError(UsageError):
+class CalibrationError(UserError):
     """A measurement CSV that cannot be read or does not hold enough usable rows to fit a profile."""

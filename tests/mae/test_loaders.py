@@ -303,9 +303,3 @@ def test_bad_files_raise_one_sentence(bad_dir, name, words):
         msg = _error(loader, path)
         assert str(path) in msg and words in msg, msg
     assert not os.path.exists(marker)
-
-
-def test_load_model_is_reexported_by_checkpoints():
-    from mae.checkpoints import load_model as via_checkpoints
-
-    assert via_checkpoints is load_model

@@ -14,7 +14,7 @@ from mae.model import create_model, describe
 from run_search import main
 from spaces.config import CompressionConfig
 from toolkit.artifacts import save_compressed
-from toolkit.cli import main as maec
+from cli.main import main as maec
 
 
 def _one_sentence(capsys, prog: str = "run_search.py") -> str:

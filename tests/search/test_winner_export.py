@@ -14,7 +14,7 @@ from mae.model import create_model
 from search.engine import search
 from search.setup import build_setup
 from spaces.config import CompressionConfig
-from toolkit.cli import main as maec
+from cli.main import main as maec
 
 RESULT_FILES = ("trials.csv", "trials.parquet", "pareto.html", "winner.json", "winner_layers.csv",
                 "winner_layers.html", "settings.json", "study.db")

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig, ConfigError
 from toolkit.export import INT4_BLOCK_SIZE, export_onnx, linear_bits_for, linear_nodes, module_of, quantize_onnx
-from toolkit.latency_host import make_session, measure_latency_ms, onnx_top1
+from evaluators.latency.measure.host import make_session, measure_latency_ms, onnx_top1
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import RemovedBranch, prune_model
 from toolkit.quant import bake_fake_quant_, calibrate_activations_, prepare_fake_quant_, weight_qparams

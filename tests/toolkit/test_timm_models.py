@@ -6,8 +6,8 @@ import torch
 from mae.loaders import from_timm, load_model
 from mae.model import describe
 from spaces.config import BlockConfig, CompressionConfig
-from spaces.presets import preset_config
-from toolkit.apply import apply, compress
+from spaces.config_presets import preset_config
+from toolkit.compress import apply, compress
 from toolkit.lowrank import LowRankLinear
 
 

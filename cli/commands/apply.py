@@ -1,0 +1,132 @@
+"""``maec apply CONFIG --model M --out DIR``: compress, recover, export, measure, report.
+
+Writes ``DIR/model.safetensors`` + ``DIR/compression.json`` (reload with ``maec eval --model DIR``),
+``DIR/model.onnx`` (int8/int4 where the config says so, run by ONNX Runtime), ``DIR/original.onnx``
+and ``DIR/report.json``. The folder is written under a temporary name and renamed at the end, so a
+failure leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mae.data import iterate_batches
+from mae.metrics import reconstruction_mse, top1_accuracy
+from mae.model import MaskedAutoencoder, describe
+from spaces.config import CompressionConfig
+from toolkit.compress import compress
+from toolkit.artifacts import load_any, read_config_file, save_compressed
+from cli.commands.eval import load_split
+from core.errors import UsageError
+from toolkit.export import export_onnx, linear_bits_for, quantize_onnx
+from core.files import write_text_atomic
+from evaluators.latency.measure.host import measure_latency_ms, onnx_top1
+from toolkit.stats import count_macs, weight_bytes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("apply", help="compress a model with a config and export it")
+    p.add_argument("config", help="CompressionConfig JSON, or a winner.json from run_search.py")
+    p.add_argument("--model", default=None, help="'default', a checkpoint, timm:NAME (default: the winner's model)")
+    p.add_argument("--out", required=True, help="output folder (must not exist, or use --force)")
+    p.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default: the config's)")
+    p.add_argument("--recover-time-limit", type=float, default=None, help="stop recovery after this many seconds")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", choices=["val", "test"], default="test", help="split for accuracy before/after")
+    p.add_argument("--limit", type=int, default=None, help="score on the first N images of the split")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency measurement")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of calibration and recovery (default: a winner.json's search seed, else 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-bf16", action="store_true")
+    p.set_defaults(run=run)
+
+
+def _score(model, split, is_mae: bool) -> dict:
+    if is_mae:
+        return {"masked_mse": reconstruction_mse(model, split)}
+    return {"top1": top1_accuracy(model, split)}
+
+
+def run(args: argparse.Namespace) -> int:
+    config, meta = read_config_file(args.config)
+    model_spec = args.model or meta.get("model") or "default"
+    if args.seed is None:  # a winner is reproduced with the seed its search re-built it with
+        args.seed = int((meta.get("provenance") or {}).get("seed", 0))
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; choose another --out or pass --force")
+    if (args.recover_steps or 0) < 0 or (args.limit is not None and args.limit < 1):
+        raise UsageError("--recover-steps must be >= 0 and --limit >= 1")
+    torch.manual_seed(args.seed)
+    teacher = load_any(model_spec)
+    shape = describe(teacher)
+    config.validate_for(shape)
+    is_mae = isinstance(teacher, MaskedAutoencoder)
+    train = load_split(args.data, args.data_dir, "train", teacher)
+    evaluation = load_split(args.data, args.data_dir, args.split, teacher).head(args.limit)
+
+    t0 = time.perf_counter()
+    student, report = compress(teacher, config, calib=train.head(256), train=train,
+                               recover_steps=args.recover_steps, bf16=not args.no_bf16, seed=args.seed,
+                               progress=True, time_limit_s=args.recover_time_limit)
+    compress_s = time.perf_counter() - t0
+
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_compressed(student, config, tmp, extra={"model": model_spec})
+        export_onnx(teacher, tmp / "original.onnx")
+        export_onnx(student, tmp / "model.fp32.onnx")
+        calib = [x.numpy() for x, _ in iterate_batches(train.head(256), 32, shuffle=False)]
+        qrep = quantize_onnx(tmp / "model.fp32.onnx", tmp / "model.onnx", linear_bits=linear_bits_for(student, config),
+                             act_bits=config.act_bits, calib_batches=calib)
+        (tmp / "model.fp32.onnx").unlink()
+        result = {
+            "model": model_spec, "config": str(args.config), "split": args.split, "n": len(evaluation),
+            "params": {"original": report.params_before, "compressed": report.params_after},
+            "macs": {"original": count_macs(teacher), "compressed": count_macs(student)},
+            "weights_mb": {"original": round(weight_bytes(teacher, CompressionConfig.identity(shape)) / 2**20, 3),
+                           "compressed": round(weight_bytes(student, config) / 2**20, 3)},
+            "size_on_disk_mb": {k: round((tmp / f).stat().st_size / 2**20, 3) for k, f in
+                                (("original_onnx", "original.onnx"), ("compressed_onnx", "model.onnx"),
+                                 ("compressed_safetensors", "model.safetensors"))},
+            "before": _score(teacher, evaluation, is_mae), "after": _score(student, evaluation, is_mae),
+            "onnx_latency_ms": {"original": measure_latency_ms(tmp / "original.onnx", threads=args.threads).to_dict(),
+                                "compressed": measure_latency_ms(tmp / "model.onnx", threads=args.threads).to_dict(),
+                                "threads": args.threads, "batch": 1, "machine": "this host"},
+            "onnx_quantization": qrep.to_dict(), "compression": report.to_dict(), "compress_s": round(compress_s, 1),
+        }
+        if not is_mae:
+            batches = ((x.numpy(), y.numpy()) for x, y in iterate_batches(evaluation, 1, shuffle=False))
+            result["after"]["onnx_top1"] = onnx_top1(tmp / "model.onnx", batches, threads=args.threads)
+        lat = result["onnx_latency_ms"]
+        lat["speedup"] = round(lat["original"]["median_ms"] / lat["compressed"]["median_ms"], 3)
+        write_text_atomic(tmp / "report.json", json.dumps(result, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _print_summary(result, out)
+    return 0
+
+
+def _print_summary(r: dict, out: Path) -> None:
+    key = "masked_mse" if "masked_mse" in r["before"] else "top1"
+    lat = r["onnx_latency_ms"]
+    print(f"wrote {out}/ (model.safetensors, compression.json, model.onnx, original.onnx, report.json)")
+    print(f"  params   {r['params']['original']:,} -> {r['params']['compressed']:,}")
+    print(f"  MACs     {r['macs']['original']:,} -> {r['macs']['compressed']:,}")
+    print(f"  {key:8} {r['before'][key]:.4f} -> {r['after'][key]:.4f} on {r['n']} {r['split']} images"
+          + (f" (ONNX: {r['after']['onnx_top1']:.4f})" if "onnx_top1" in r["after"] else ""))
+    print(f"  ONNX Runtime here, {lat['threads']} thread, batch 1: {lat['original']['median_ms']:.3f} ms -> "
+          f"{lat['compressed']['median_ms']:.3f} ms ({lat['speedup']}x)", file=sys.stdout)

@@ -1,0 +1,62 @@
+"""``maec devices``: the latency profiles available, with provenance and validation figures."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from evaluators.latency.predict.profile import DEFAULT_PROFILE, all_profiles, user_profile_dir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list device latency profiles (shipped and calibrated)")
+    p.add_argument("--json", action="store_true", help="print the profiles as one JSON list")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print every source row set used")
+    p.set_defaults(run=run)
+
+
+def _figures(v: dict) -> str:
+    parts = []
+    h = v.get("heldout")
+    if h:
+        parts.append(f"held-out MAPE {100 * h['mape']:.1f}%, {100 * h['within_10pct']:.0f}% within ±10% (n={h['n']})")
+    base = v.get("hat", {}).get("baselines_encoder")
+    if base:
+        parts.append("FLOPs baselines on the same rows: " + ", ".join(
+            f"{k.replace('flops_', '')} MAPE {100 * m['mape']:.1f}% / {100 * m['within_10pct']:.0f}%" for k, m in base.items()))
+    x = v.get("ncnn_cross_check")
+    if x:
+        parts.append(f"ncnn ViT-B/32 cross-check: predicted {x['predicted_ms']:.0f} ms / measured "
+                     f"{x['ncnn_measured_ms']:.0f} ms = {x['ratio_predicted_over_ncnn']:.2f}"
+                     + ("" if x.get("independent", True) else " (not independent: the thread factor uses it)"))
+    if v.get("anchor_only"):
+        spread = v.get("anchor_spread")
+        parts.append("anchored on whole-model ncnn time(s) only, no held-out rows" + (
+            f"; {spread['n']} boards scatter {100 * spread['mape']:.0f}% (MAPE) around the median" if spread else ""))
+    d = v.get("default_model")
+    if d:
+        parts.append(f"default model {d['predicted_ms']:.1f} ms")
+    return "; ".join(parts) or "no validation figures"
+
+
+def run(args: argparse.Namespace) -> int:
+    profiles = sorted(all_profiles(), key=lambda p: (p.name != DEFAULT_PROFILE, p.name))
+    if args.json:
+        print(json.dumps([{**p.to_dict(), "default": p.name == DEFAULT_PROFILE} for p in profiles], indent=1))
+        return 0
+    for p in profiles:
+        mark = " (default)" if p.name == DEFAULT_PROFILE else ""
+        print(f"{p.name}{mark}: {p.device}; {p.cpu}")
+        print(f"    runtime: {p.runtime}; {p.threads} thread(s); confidence {p.confidence}")
+        print(f"    {_figures(p.validation)}")
+        srcs = sorted({x.get("repo") or x.get("source", "") for x in p.provenance})
+        print(f"    sources: {', '.join(s for s in srcs if s)}")
+        for a in p.assumptions:  # the priors (int8 / fp16 from CNN data, int4 assumed) are part of the figures
+            print(f"    assumption: {a}")
+        if args.verbose:
+            for x in p.provenance:
+                where = "@".join(s for s in (x.get("repo", x.get("source", "")), x.get("commit", "")[:12]) if s)
+                print(f"    source: {where} {x.get('file', '')}: {x.get('rows_used', '')} -> {x.get('use', '')}")
+        if p.notes:
+            print(f"    note: {p.notes}")
+    print(f"(your calibrated profiles go to {user_profile_dir()}; `maec calibrate FILE.csv --name NAME`)")
+    return 0

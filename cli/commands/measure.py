@@ -1,0 +1,51 @@
+"""``maec measure``: time operator micro-benchmarks and sampled compressed models with ONNX Runtime.
+
+    maec measure --out host.csv --threads 1          # measure here
+    maec measure --export-kit kit/                   # ONNX files + run_kit.py for a Pi or a phone
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.errors import UsageError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure", help="measure operator and model latencies with ONNX Runtime (CSV for calibrate)")
+    p.add_argument("--out", default=None, help="CSV to write (rows for `maec calibrate`)")
+    p.add_argument("--export-kit", default=None, metavar="DIR",
+                   help="write the ONNX files, manifest and run_kit.py (numpy + onnxruntime only) instead of timing")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--sweep", choices=("quick", "standard", "proof"), default="standard")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled shapes and models")
+    p.add_argument("--what", choices=("all", "ops", "models"), default="all", help="operator rows, model rows or both")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs per benchmark (median reported)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="passes over all benchmarks, minutes apart; each row keeps its lowest pass median (default 3)")
+    p.add_argument("--device", default="", help="device name for the rows (default: board model or host name)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from evaluators.latency.measure.kit import build_kit, measure, sweep_items
+    from evaluators.latency.measure.op_items import SPAN_BYTES, l2_bytes
+
+    if (args.out is None) == (args.export_kit is None):
+        raise UsageError("give exactly one of --out FILE.csv (measure here) or --export-kit DIR")
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        raise UsageError("--threads, --repeats and --rounds must be at least 1 and --warmup at least 0")
+    # rows stream >= 4x this machine's L2 of weights (a kit: 4 MB, fine for Pi-class boards)
+    span = SPAN_BYTES if args.export_kit else max(SPAN_BYTES, 4 * l2_bytes())
+    items = sweep_items(args.sweep, args.seed, ops=args.what != "models", models=args.what != "ops", span=span)
+    if args.export_kit:
+        folder = build_kit(items, Path(args.export_kit), progress=not args.quiet)
+        print(f"wrote {len(items)} ONNX files, manifest.json and run_kit.py to {folder}; on the device run "
+              f"`python3 run_kit.py --threads {args.threads} --rounds {args.rounds} --out device.csv`, then `maec calibrate device.csv --name NAME`")
+        return 0
+    n = measure(items, Path(args.out), threads=args.threads, repeats=args.repeats, warmup=args.warmup,
+                device=args.device, rounds=args.rounds, progress=not args.quiet)
+    print(f"wrote {n} rows to {args.out}; next: `maec calibrate {args.out} --name NAME`")
+    return 0

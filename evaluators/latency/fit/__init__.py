@@ -1,0 +1,1 @@
+"""Fitting: profile terms from measured rows (:mod:`fit`) and ``maec calibrate`` (:mod:`calibrate`)."""

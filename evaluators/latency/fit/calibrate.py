@@ -1,0 +1,234 @@
+"""``maec calibrate``: a device profile from a measurement CSV.
+
+Two CSV layouts are understood, told apart by their header:
+
+* ``maec measure`` / export-kit CSVs (``bench, row_kind, spec, latency_ms, threads, ...``): operator
+  rows, whole-model rows, or both. With operator rows every coefficient is fitted (non-negative
+  least squares on relative error, seeded held-out split); with whole-model rows only, the data
+  cannot separate operators, so one factor scales a base profile's core terms (lower confidence).
+* HAT latency datasets (``latency_mean_encoder, ...``): the PyTorch-eager fit of
+  :mod:`evaluators.latency.fit.hat_fit`; the profile keeps the Cortex-A72 core terms and the framework
+  costs, and takes the terms HAT cannot identify (GELU, patch embedding, ...) from the base profile.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.latency.errors import CalibrationError
+from evaluators.latency.fit.fit import (
+    Sample,
+    coefs_to_profile_parts,
+    fit_coefficients,
+    metrics,
+    predict_samples,
+    profile_parts_to_coefs,
+    split,
+)
+from evaluators.latency.predict.profile import DeviceProfile, load_profile
+
+MEASURE_COLUMNS = ("bench", "row_kind", "spec", "latency_ms", "threads")
+FIT_ON = ("all", "ops")
+
+
+def expected_keys() -> list[str]:
+    """Cost keys a complete profile has: every operator kind of ``decompose`` in fp32, every Linear dtype."""
+    from evaluators.latency.predict.cost import LINEAR_DTYPES
+    from evaluators.latency.predict.ops import KINDS
+
+    return [f"{k}/fp32" for k in KINDS if k not in ("linear", "relu")] + [f"linear/{d}" for d in LINEAR_DTYPES]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_measure_csv(path: Path) -> tuple[list[Sample], dict[str, str]]:
+    """Samples of a ``maec measure`` CSV and the device metadata of its first row."""
+    from evaluators.latency.measure.items import spec_ops
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise CalibrationError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CalibrationError(f"{path} is not a readable CSV ({type(e).__name__})") from None
+    if not rows:
+        raise CalibrationError(f"{path} has no data rows")
+    missing = [c for c in MEASURE_COLUMNS if c not in rows[0]]
+    if missing:
+        raise CalibrationError(f"{path} is not a `maec measure` CSV: column {missing[0]!r} is missing")
+    threads = {r["threads"] for r in rows}
+    if len(threads) > 1:
+        raise CalibrationError(f"{path} mixes thread counts ({', '.join(sorted(threads))}); a profile is for one count")
+    samples = []
+    for i, r in enumerate(rows):
+        where = f"{path} row {i + 2}"
+        try:
+            ms = float(r["latency_ms"])
+            spec = json.loads(r["spec"])
+            terms = tuple(spec_ops(spec))
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
+            raise CalibrationError(f"{where} ({r.get('bench', '?')}) cannot be read: {e}") from None
+        if not math.isfinite(ms) or ms <= 0:
+            raise CalibrationError(f"{where}: latency_ms must be a positive number, got {r['latency_ms']!r}")
+        if r["row_kind"] not in ("op", "model"):
+            raise CalibrationError(f"{where}: row_kind must be 'op' or 'model', got {r['row_kind']!r}")
+        kinds = [op.kind for op, _ in terms]
+        main = next((k for k in kinds if k != "linear"), kinds[0] if kinds else "none")  # attention rows hold Linears too
+        group = f"op:{main}" if r["row_kind"] == "op" else "model"
+        samples.append(Sample(terms, ms, group, calls=1.0, io=float(spec.get("io", 0)), row=i,
+                              meta={"bench": r["bench"]}))
+    return samples, rows[0]
+
+
+def _fill_from_base(core: dict, op_us: dict, base: DeviceProfile, scale: float) -> tuple[dict, dict, list[str]]:
+    """Kinds the data did not cover, taken from ``base`` with its core terms times ``scale``."""
+    filled = []
+    core, op_us = dict(core), dict(op_us)
+    for key, d in base.core.items():
+        if key not in core:
+            core[key] = {f: v * scale for f, v in d.items()}
+            op_us.setdefault(key, base.overhead["op_us"].get(key, 0.0))
+            filled.append(key)
+    return core, op_us, filled
+
+
+def _scale_to(base: DeviceProfile, samples: list[Sample]) -> float:
+    """Least-squares (relative error) factor s with latency ~ s * core + overhead of ``base``."""
+    zero_core = profile_parts_to_coefs({k: {f: 0.0 for f in d} for k, d in base.core.items()},
+                                       base.overhead["op_us"], base.overhead["call_us"])
+    full = profile_parts_to_coefs(base.core, base.overhead["op_us"], base.overhead["call_us"])
+    y = np.array([s.latency_ms for s in samples])
+    over = predict_samples(samples, zero_core)
+    core = predict_samples(samples, full) - over
+    c, t = core / y, (y - over) / y
+    return float(np.sum(c * t) / np.sum(c * c))
+
+
+def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, source: Path, seed: int = 0,
+                   heldout_frac: float = 0.2, fit_on: str = "all", base: DeviceProfile | None = None) -> DeviceProfile:
+    """Fit a profile to measurement samples; see the module docstring for the two modes."""
+    if fit_on not in FIT_ON:
+        raise CalibrationError(f"--fit-on must be one of {', '.join(FIT_ON)}, got {fit_on!r}")
+    op_rows = [s for s in samples if s.group != "model"]
+    kinds_measured = {op.kind for s in op_rows for op, _ in s.terms}
+    model_rows = [s for s in samples if s.group == "model"]
+    pool = op_rows if fit_on == "ops" else samples
+    if len(pool) < 3:
+        raise CalibrationError(f"{source} has {len(pool)} usable rows to fit; at least 3 are needed")
+    tr, te = split(pool, seed=seed, heldout_frac=heldout_frac)
+    train = [pool[i] for i in tr]
+    test = [pool[i] for i in te] + (model_rows if fit_on == "ops" else [])
+    assumptions: list[str] = []
+    if {"linear", "attention"} <= kinds_measured:
+        coefs = fit_coefficients(train, robust=True)
+        core, op_us, call_us = coefs_to_profile_parts(coefs)
+        filled: list[str] = []
+        if not set(expected_keys()) <= set(core):
+            base = base or load_profile(None)
+            lin = core.get("linear/fp32", {}).get("ns_per_mac")
+            ref = base.core.get("linear/fp32", {}).get("ns_per_mac")
+            scale = lin / ref if lin and ref else 1.0
+            core, op_us, filled = _fill_from_base(core, op_us, base, scale)
+        if filled:
+            assumptions.append(f"not measured, taken from {base.name} with core terms x {scale:.3g} "
+                               f"(ratio of linear/fp32 ns_per_mac): {', '.join(sorted(filled))}")
+        confidence = "high"
+        mode = "per-operator fit"
+    else:
+        base = base or load_profile(None)
+        if not model_rows:
+            raise CalibrationError(f"{source} has neither linear + attention operator rows nor whole-model rows")
+        s = _scale_to(base, [pool[i] for i in tr])
+        core = {k: {f: v * s for f, v in d.items()} for k, d in base.core.items()}
+        op_us, call_us = dict(base.overhead["op_us"]), float(base.overhead["call_us"])
+        assumptions.append(f"whole-model rows only: {base.name}'s core terms scaled by {s:.4g}, its runtime "
+                           "overheads kept")
+        confidence = "low"
+        mode = f"scaled {base.name}"
+    full = profile_parts_to_coefs(core, op_us, call_us)
+    # io_us prices the extra graph inputs / outputs of the micro-benchmarks (a harness artifact, not part
+    # of the profile): held-out operator rows are scored with it, model rows have none
+    scored = full | ({("io_us",): coefs.get(("io_us",), 0.0)} if confidence != "low" else {})
+    # Held-out rows are priced with the kernels they ran (no envelope: that is a deployment choice,
+    # see LatencyPredictor.deployable_config), so these figures measure the cost model itself.
+    validation = {"heldout": metrics(predict_samples(test, scored), np.array([s.latency_ms for s in test])),
+                  "seed": seed, "heldout_frac": heldout_frac, "fit_on": fit_on, "mode": mode}
+    for label, rows in (("heldout_ops", [s for s in test if s.group != "model"]),
+                        ("heldout_models", [s for s in test if s.group == "model"])):
+        if rows:
+            validation[label] = metrics(predict_samples(rows, scored), np.array([s.latency_ms for s in rows]))
+    if confidence == "high" and validation["heldout"]["within_10pct"] < 0.8:
+        confidence = "medium"
+    threads = int(meta.get("threads") or 1)
+    runtime = f"{meta.get('runtime', 'onnxruntime-cpu')} {meta.get('runtime_version', '')}".strip()
+    prov = [{"source": "maec measure", "file": source.name, "sha256": sha256(source),
+             "rows_used": f"{len(train)} fitted of {len(samples)} ({len(op_rows)} operator, {len(model_rows)} model rows)",
+             "measured_at": meta.get("measured_at", ""), "governor": meta.get("governor", ""),
+             "cores": meta.get("cores", ""), "max_mhz": meta.get("max_mhz", ""), "os": meta.get("os", "")}]
+    return DeviceProfile(
+        name=name, device=meta.get("device") or name, cpu=meta.get("cpu_model") or "unknown",
+        runtime=f"{runtime} (exported model, ORT_ENABLE_ALL, sequential)", threads=threads, confidence=confidence,
+        core={k: {f: float(v) for f, v in d.items()} for k, d in sorted(core.items())},
+        overhead={"runtime": runtime, "op_us": {k: float(v) for k, v in sorted(op_us.items())}, "call_us": float(call_us)},
+        provenance=prov, validation=validation, assumptions=assumptions,
+        notes=f"calibrated by `maec calibrate {source.name} --name {name}`")
+
+
+def calibrate_hat_csv(path: Path, *, name: str, seed: int, heldout_frac: float, base: DeviceProfile | None = None) -> DeviceProfile:
+    """A PyTorch-eager (HAT super-network) Raspberry Pi 4 profile from one or both HAT files."""
+    from evaluators.latency.fit.hat_fit import fit_hat, hat_provenance
+
+    base = base or load_profile(None)
+    fit = fit_hat([path], seed=seed, heldout_frac=heldout_frac)
+    core, _, _ = coefs_to_profile_parts(fit.coefs)
+    extras = {c[1]: v for c, v in fit.coefs.items() if c[0] == "extra"}
+    fixed = [v for k, v in extras.items() if k.startswith("hat_encoder_fixed")]
+    core = {k: d for k, d in core.items() if any(v > 0 for v in d.values())}
+    core, op_us, filled = _fill_from_base(core, {k: 0.0 for k in core}, base, 1.0)
+    prov = [p for p in hat_provenance(fit) if Path(p["file"]).name == path.name]
+    return DeviceProfile(
+        name=name, device="Raspberry Pi 4 Model B", cpu="4x Cortex-A72 (BCM2711)",
+        runtime="PyTorch eager, fairseq SuperTransformer (HAT), fp32", threads=4, confidence="medium",
+        core={k: {f: float(v) for f, v in d.items()} for k, d in sorted(core.items())},
+        overhead={"runtime": "PyTorch eager super-network (weights sliced per call); per-operator costs are in "
+                             "call_us (constant op count in the encoder rows)",
+                  "op_us": {k: float(v) for k, v in sorted(op_us.items())}, "call_us": 1e3 * float(np.mean(fixed)),
+                  "framework_ms": {k: float(v) for k, v in sorted(extras.items())}},
+        provenance=prov,
+        validation={"heldout": fit.heldout["hat-encoder"], "heldout_decoder": fit.heldout["hat-decoder"],
+                    "baselines": fit.baselines, "seed": seed, "heldout_frac": heldout_frac},
+        assumptions=[f"not identifiable from HAT rows, taken from {base.name}: {', '.join(sorted(filled))}"],
+        notes=f"calibrated by `maec calibrate {path.name} --name {name}`")
+
+
+def calibrate_file(path: str | Path, *, name: str, seed: int = 0, heldout_frac: float = 0.2, fit_on: str = "all",
+                   base: str | None = None) -> DeviceProfile:
+    """Dispatch on the CSV header: ``maec measure`` layout or a HAT latency dataset."""
+    from evaluators.latency.fit.sources import is_hat_csv
+
+    path = Path(path)
+    if not 0.0 < heldout_frac < 1.0:
+        raise CalibrationError(f"--heldout must be in (0, 1), got {heldout_frac}")
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise CalibrationError(f"--name {name!r} must be a plain file name (no spaces or slashes)")
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    except FileNotFoundError:
+        raise CalibrationError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CalibrationError(f"{path} is not a readable CSV ({type(e).__name__})") from None
+    base_profile = load_profile(base)
+    if is_hat_csv(header):
+        return calibrate_hat_csv(path, name=name, seed=seed, heldout_frac=heldout_frac, base=base_profile)
+    samples, meta = read_measure_csv(path)
+    return calibrate_rows(samples, meta, name=name, source=path, seed=seed, heldout_frac=heldout_frac,
+                          fit_on=fit_on, base=base_profile)

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Time ONNX models with ONNX Runtime and write a ``maec calibrate`` CSV. Needs only numpy + onnxruntime.
+
+This file is both a module of the project (``maec measure`` times with it) and, copied verbatim as
+``run_kit.py`` by ``maec measure --export-kit DIR``, the runner for a Raspberry Pi or a phone's Linux
+shell (Termux): ``python3 run_kit.py --threads 1 --out my_device.csv``. It reads ``manifest.json``
+next to it (one entry per ONNX file: input names, shapes, dtypes, and the row's ``spec``), times each
+model in ``rounds`` passes over the whole kit (each pass: median of ``repeats`` runs after ``warmup``;
+the row keeps the lowest pass median), and writes one CSV row per model with the device metadata.
+Nothing else of the project is imported here, on purpose.
+
+Why passes: a board's thermal throttling, a phone's background job or a virtual machine's neighbour
+slows the CPU for seconds at a time, and a row timed in one go inside such a window is slow by 10-30%
+(seen on this project's 2-core cloud host: 4 of 50 whole models at +15-30%, p10 close to the true
+time). Interference only ever adds time, so the lowest of the pass medians, taken minutes apart, is
+the undisturbed latency; the median inside a pass still ignores single slow runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+CSV_COLUMNS = ("bench", "row_kind", "spec", "latency_ms", "p10_ms", "p90_ms", "repeats", "rounds", "round_ms",
+               "warmup", "threads",
+               "device", "cpu_model", "cores", "governor", "max_mhz", "runtime", "runtime_version", "os",
+               "measured_at")
+# Cortex part numbers of /proc/cpuinfo ("CPU part"), for boards whose kernels print no model name.
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
+             "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3",
+             "0xd80": "Cortex-A520", "0xd81": "Cortex-A720", "0xd82": "Cortex-X4"}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def device_info(device: str = "") -> dict[str, str]:
+    """CPU model, core count, cpufreq governor and max clock when readable, runtime version, OS."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model = ""
+    parts: dict[str, int] = {}
+    for line in cpuinfo.splitlines():
+        key, _, val = line.partition(":")
+        key, val = key.strip().lower(), val.strip()
+        if key in ("model name", "hardware") and not model:
+            model = val
+        if key == "cpu part":
+            name = ARM_PARTS.get(val.lower(), f"ARM part {val}")
+            parts[name] = parts.get(name, 0) + 1
+    if parts:  # ARM: the cores tell more than the SoC string
+        cores = " + ".join(f"{n}x {p}" for p, n in sorted(parts.items()))
+        model = f"{model} ({cores})" if model else cores
+    board = _read("/proc/device-tree/model").replace("\x00", "")
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    return {"device": device or board or platform.node(), "cpu_model": model or platform.processor() or "unknown",
+            "cores": str(os.cpu_count() or ""),
+            "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "unreadable",
+            "max_mhz": str(int(khz) // 1000) if khz.isdigit() else "", "runtime": "onnxruntime-cpu",
+            "runtime_version": ort.__version__, "os": f"{platform.system()} {platform.release()} {platform.machine()}"}
+
+
+def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
+    """CPU session as deployed: ``threads`` intra-op threads, sequential, all graph optimizations
+    (the same settings as ``evaluators.latency.measure.host.make_session``)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def random_feed(inputs: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal float32 arrays for ``[{"name", "shape"}]`` (values do not change timing)."""
+    rng = np.random.default_rng(seed)
+    return {i["name"]: rng.standard_normal(i["shape"]).astype(np.float32) for i in inputs}
+
+
+def time_ms(path: str | Path, inputs: list[dict], *, threads: int = 1, repeats: int = 30, warmup: int = 5,
+            min_seconds: float = 0.0, keep_times: list[float] | None = None) -> dict[str, float]:
+    """Median, 10th and 90th percentile wall time of one ``run`` in ms, after ``warmup`` runs.
+
+    ``min_seconds``: keep repeating past ``repeats`` until that much time was spent timing, so short
+    models get enough samples for a stable median. ``keep_times``: a list the run times are appended to.
+    """
+    sess = make_session(path, threads)
+    feed = random_feed(inputs)
+    for _ in range(warmup):
+        sess.run(None, feed)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 50 * repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    if keep_times is not None:
+        keep_times.extend(times)
+    p10, med, p90 = np.percentile(times, [10, 50, 90])
+    return {"latency_ms": float(med), "p10_ms": float(p10), "p90_ms": float(p90), "repeats": len(times)}
+
+
+def run_manifest(folder: Path, out: Path, *, threads: int, repeats: int, warmup: int, device: str = "",
+                 min_seconds: float = 0.2, rounds: int = 3, progress: bool = True) -> int:
+    """Time every entry of ``folder/manifest.json`` in ``rounds`` passes; write the CSV to ``out``.
+
+    ``latency_ms`` is the lowest pass median (module doc), ``round_ms`` every pass median ("a;b;c"),
+    ``p10_ms``/``p90_ms`` over all runs of all passes. Returns rows written; ``out`` appears only
+    when every row is timed (written to a hidden temporary file first).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    entries = json.loads((folder / "manifest.json").read_text())["entries"]
+    info = device_info(device)
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    medians: list[list[float]] = [[] for _ in entries]
+    runs: list[list[float]] = [[] for _ in entries]
+    for r in range(rounds):
+        for i, e in enumerate(entries):
+            t = time_ms(folder / e["file"], e["inputs"], threads=threads, repeats=repeats, warmup=warmup,
+                        min_seconds=min_seconds, keep_times=runs[i])
+            medians[i].append(t["latency_ms"])
+            if progress:
+                print(f"[pass {r + 1}/{rounds}, {i + 1}/{len(entries)}] {e['bench']}: {t['latency_ms']:.3f} ms",
+                      file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        for e, meds, times in zip(entries, medians, runs):
+            p10, p90 = np.percentile(times, [10, 90])
+            w.writerow({"bench": e["bench"], "row_kind": e["row_kind"], "spec": json.dumps(e["spec"]),
+                        "latency_ms": f"{min(meds):.6f}", "p10_ms": f"{p10:.6f}", "p90_ms": f"{p90:.6f}",
+                        "repeats": len(times), "rounds": rounds, "round_ms": ";".join(f"{m:.6f}" for m in meds),
+                        "warmup": warmup, "threads": threads, "measured_at": stamp, **info})
+    os.replace(tmp, out)
+    return len(entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Time the ONNX files of this kit with ONNX Runtime; write a CSV "
+                                            "for `maec calibrate FILE.csv --name NAME`.")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--out", default="measurements.csv", help="CSV to write")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="passes over the kit; each row keeps its lowest pass median")
+    p.add_argument("--device", default="", help="device name for the rows (default: board model or host name)")
+    args = p.parse_args(argv)
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        p.error("--threads, --repeats and --rounds must be >= 1, --warmup >= 0")
+    n = run_manifest(Path(__file__).resolve().parent, Path(args.out), threads=args.threads, repeats=args.repeats,
+                     warmup=args.warmup, device=args.device, rounds=args.rounds)
+    print(f"wrote {n} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Benchmark items of the measurement harness: what a row says it runs is what its ONNX graph runs."""
+from __future__ import annotations
+
+import pytest
+
+from evaluators.latency.measure.items import spec_ops
+from evaluators.latency.measure.op_items import block_item
+from evaluators.latency.measure.ort_timing import time_ms
+
+
+@pytest.mark.parametrize("bits", [32, 8])
+def test_block_item_lists_every_operator_of_its_blocks_and_runs(tmp_path, bits):
+    item = block_item(tokens=5, dim=16, heads=2, mlp=32, bits=bits, r=3)
+    counts: dict[str, float] = {}
+    for op, n in spec_ops(item.spec):
+        key = op.name.split(".")[-1] if op.kind == "linear" else op.kind
+        counts[key] = counts.get(key, 0) + n
+    # per block: 2 LayerNorms, qkv/proj/fc1/fc2, one attention core, one GELU, 2 residual adds
+    assert counts == {"layernorm": 6, "qkv": 3, "proj": 3, "fc1": 3, "fc2": 3, "attention": 3, "gelu": 3, "add": 6}
+    ops = {op.name.split(".")[-1]: op for op, _ in spec_ops(item.spec) if op.kind == "linear"}
+    assert (ops["qkv"].m, ops["qkv"].k, ops["qkv"].n) == (5, 16, 48) and (ops["fc2"].k, ops["fc2"].n) == (32, 16)
+    inputs = item.build(tmp_path / "b.onnx")
+    assert inputs == [{"name": "x", "shape": [1, 5, 16]}]
+    if bits == 8:  # the Linears really are dynamic int8 in the graph
+        import onnx
+
+        kinds = {n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node}
+        assert "MatMulInteger" in kinds or "DynamicQuantizeMatMul" in kinds
+    assert time_ms(tmp_path / "b.onnx", inputs, repeats=2, warmup=1)["latency_ms"] > 0
+    assert item.bench == f"block_t5_d16_h2_m32_w{bits}_r3"
+
+
+def test_block_item_refuses_a_width_that_heads_do_not_divide():
+    with pytest.raises(ValueError, match="not a multiple of heads"):
+        block_item(tokens=5, dim=16, heads=3, mlp=32)
