@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -28,29 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluators.latency.derive.build import ANCHORS, PI4_NCNN, _ncnn_rows
 from evaluators.latency.fit.fit import metrics, proportional_baseline
 from evaluators.latency.fit.hat_fit import fit_hat
+from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops
+from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
 from evaluators.latency.predict.ops import total_macs
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
-from evaluators.latency.derive.build import ANCHORS, PI4_NCNN, _ncnn_rows
-from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops
 
 Row = tuple[str, str, str, str, str, str, str]  # profile, rows, ours, recorded, k*MACs, k*params, notes
-
-
-def machine() -> str:
-    """CPU model (``/proc/cpuinfo``), logical cores, cores this process may use."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() in ("model name", "Hardware", "Model"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}; {os.cpu_count()} logical cores ({usable} usable); Python {platform.python_version()}"
 
 
 def cell(m: dict) -> str:
@@ -146,7 +132,7 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     cmd = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    print(f"command: `{cmd}`  \nmachine: {machine()}\n")
+    print(f"command: `{cmd}`  \nmachine: {machine_summary()}\n")
     cache: dict = {}
     rows: list[Row] = []
     profiles = [DeviceProfile.load(p) for p in sorted(SHIPPED_DIR.glob("*.json"))]

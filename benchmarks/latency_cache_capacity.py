@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluators.latency.measure.kit import build_kit
-from evaluators.latency.measure.op_items import block_item
 from evaluators.latency.fit.calibrate import read_measure_csv
 from evaluators.latency.fit.fit import predict_samples, profile_parts_to_coefs
+from evaluators.latency.measure.kit import build_kit
+from evaluators.latency.measure.op_items import block_item
 from evaluators.latency.measure.ort_timing import run_manifest
 from evaluators.latency.predict.profile import DeviceProfile
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 from evaluators.latency.derive.build import build_anchored, build_rpi4
+from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
 
 def _fmt(m: dict) -> str:

@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from evaluators.latency.derive.build import DEFAULT_MODEL
 from evaluators.latency.measure.model_items import sample_configs
 from evaluators.latency.predict.predictor import LatencyPredictor
-from evaluators.latency.derive.build import DEFAULT_MODEL
 from spaces.config import CompressionConfig
 from spaces.shape import BlockShape, ModelShape
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -44,6 +43,8 @@ sys.path.insert(0, str(REPO))
 
 import optuna  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
 
 COMPRESSION = "prune,quant,lowrank"
 VARIANTS: dict[str, list[str]] = {
@@ -134,13 +135,6 @@ def fmt(values: list[float | None], scale: float = 100.0, digits: int = 2) -> st
     return s + (f" ({len(values) - len(have)} seeds none)" if len(have) < len(values) else "")
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -171,7 +165,7 @@ def main() -> int:
                 bar.update()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = [r for v, s in jobs if (r := summarize(v, s, args)) is not None]
-    print(f"\nmachine: {cpu_name()}, {os.cpu_count()} cores; {args.workers} searches side by side, 1 torch thread "
+    print(f"\nmachine: {machine_summary()}; {args.workers} searches side by side, 1 torch thread "
           f"each; {args.trials} trials per search; seeds {args.seeds}; wall {(time.perf_counter() - t0) / 60:.1f} min")
     print(f"budget {args.budget}; scores: validation accuracy on {args.cheap_val_images} images without recovery; "
           f"hypervolume in accuracy x ms over (accuracy > {args.ref_accuracy}, latency < budget) and "

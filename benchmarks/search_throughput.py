@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import optuna  # noqa: E402
+
+from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
 
 # (backend, workers, how the workers run)
 CONFIGS = (("optuna", 1, "1 process"), ("optuna", 2, "threads (--jobs 2)"), ("optuna", 2, "processes (--join)"),
@@ -47,16 +48,6 @@ class Row:
     @property
     def per_hour(self) -> float:
         return 3600 * self.trials / self.phase_s
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def tiny_checkpoint(folder: Path) -> str:
@@ -134,7 +125,7 @@ def main() -> int:
             if backend in wanted:
                 rows.append(run_config(backend, workers, mode, base, out, args.trials))
                 print(f"  done: {backend} {mode}", file=sys.stderr)
-    print(f"\nmachine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"\nmachine: {machine_summary()}; "
           f"model {args.model}, {args.trials} trials, budget {args.budget}, recover-steps {args.recover_steps}, "
           f"{args.limit_train} train / {args.limit_val} val images")
     print(f"{'backend':8} {'workers':>7}  {'mode':24} {'trials':>6} {'trial phase s':>13} {'trials/hour':>11} "

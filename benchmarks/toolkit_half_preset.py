@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from dataclasses import replace
@@ -19,20 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mae.loaders import load_model  # noqa: E402
+from cli.main import main as maec  # noqa: E402
+from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
 from mae.model import describe  # noqa: E402
 from spaces.config_presets import preset_config  # noqa: E402
-from cli.main import main as maec  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from toolkit.model_spec import resolve_model  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +30,7 @@ def main() -> int:
     ap.add_argument("--importance", choices=["magnitude", "taylor"], default="taylor")
     ap.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
     args = ap.parse_args()
-    cfg = preset_config(describe(load_model("default")), "half")
+    cfg = preset_config(describe(resolve_model("default").model), "half")
     cfg = replace(cfg, importance=args.importance, distill=replace(cfg.distill, steps=100_000))
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = Path(tmp) / "half.json"
@@ -56,7 +45,7 @@ def main() -> int:
         r = json.loads((out / "report.json").read_text())
     lat = r["onnx_latency_ms"]
     rec = r["compression"]["recovery"]
-    print(f"\nmachine: {cpu_name()}, {os.cpu_count()} cores; ONNX Runtime 1 thread, batch 1, median of 50")
+    print(f"\nmachine: {machine_summary()}; ONNX Runtime 1 thread, batch 1, lowest of 3 interleaved pass medians")
     print(f"preset half ({args.importance} importance): {rec['steps']} distillation steps in {rec['wall_s']:.0f} s")
     print("| model | params | MACs | ONNX MB | host latency ms | test top-1 |")
     print("|---|---|---|---|---|---|")

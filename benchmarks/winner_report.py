@@ -28,6 +28,8 @@ sys.path.insert(0, str(REPO))
 
 import optuna  # noqa: E402
 
+from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
+
 STAGES = ("predict_s", "compress_s", "cheap_eval_s", "recover_s", "eval_s")
 
 
@@ -36,13 +38,6 @@ def newest_default_study() -> Path:
     if not found:
         raise SystemExit("no results/bench-default-*/winner.json: run benchmarks/search_default.py first")
     return found[-1].parent
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def trial_cost_table(folder: Path) -> None:
@@ -85,7 +80,7 @@ def winner_vs_original(folder: Path) -> None:
     print(f"\nreproduction: maec apply gives val top-1 {100 * r['after']['top1']:.2f}%, the search recorded "
           f"{100 * m['val_accuracy_rebuilt']:.2f}% for the exported winner ({diff:+.2f} points; target within 0.5: "
           f"{abs(diff) <= 0.5})")
-    print(f"\nwinner of {folder.name} against the original, on this machine ({cpu_name()}, ONNX Runtime 1 thread, "
+    print(f"\nwinner of {folder.name} against the original, on this machine ({machine_summary()}, ONNX Runtime 1 thread, "
           f"batch 1, median of repeated runs); test top-1 as measured once by the search:\n")
     print("| model | predicted on the default profile (ms) | ONNX Runtime latency here (ms) | ONNX size on disk (MB) | "
           "test top-1 (%) | val top-1 PyTorch / ONNX (%) |")
@@ -106,7 +101,7 @@ def main() -> int:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = args.study or newest_default_study()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores\n")
+    print(f"machine: {machine_summary()}\n")
     trial_cost_table(folder)
     if not args.skip_apply:
         winner_vs_original(folder)

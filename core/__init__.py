@@ -1,2 +1,2 @@
-"""What every layer needs and no layer owns: the user-error base, safe file writes, machine facts.
-Imports nothing of the project and no heavy library (no torch)."""
+"""What every layer needs and no layer owns: the user-error base (:mod:`core.errors`) and safe file
+writes (:mod:`core.files`). Imports nothing of the project and no heavy library (no torch)."""

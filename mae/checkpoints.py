@@ -5,16 +5,15 @@ Loading never executes anything from a file: safetensors, or ``torch.load(weight
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from core.errors import UserError
+from core.files import write_atomic
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -32,9 +31,7 @@ def save_model(model: nn.Module, path: str | Path, extra: dict | None = None) ->
     if extra:
         meta["extra"] = json.dumps(extra)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

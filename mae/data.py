@@ -218,3 +218,18 @@ def fit_to_model(split: ImageSplit, img_size: int, in_chans: int) -> ImageSplit:
         x = torch.nn.functional.interpolate(x.float(), size=(img_size, img_size), mode="bilinear",
                                             antialias=True, align_corners=False).round().clamp(0, 255).byte()
     return ImageSplit(x.contiguous(), split.labels, split.classes, split.mean, split.std)
+
+
+def load_dataset(data: str, *, data_dir: str | Path | None, img_size: int, in_chans: int,
+                 limits: dict[str, int | None] | None = None, only: str | None = None) -> dict[str, ImageSplit]:
+    """The splits of ``data`` (``fashion-mnist`` or an image folder) fitted to a model's input
+    (:func:`fit_to_model`); ``limits`` cuts splits to their first N images before resizing (less work);
+    ``only`` keeps one split (the others are not resized at all).
+    The one loader behind ``run_search.py --data`` and ``maec eval|apply --data``."""
+    if data == "fashion-mnist":
+        raw = load_fashion_mnist(data_dir)
+    else:
+        raw = load_image_folder(data, img_size, in_chans)
+    limits = limits or {}
+    return {k: fit_to_model(v.head(limits.get(k)), img_size, in_chans) for k, v in raw.items()
+            if only is None or k == only}

@@ -363,31 +363,24 @@ def _is_own_file(path: Path) -> bool:
         return False
 
 
-def load_model(spec: str | Path, *, num_heads: int | None = None, decoder_num_heads: int | None = None) -> nn.Module:
-    """The one entry point for a model named on the command line; returns it in eval mode.
+def load_timm(name: str) -> MAEClassifier:
+    """timm's architecture ``name`` with random weights (nothing is downloaded), converted to our classifier."""
+    import timm
 
-    ``spec`` is ``default`` (the shipped fine-tuned classifier), ``default-mae`` (the shipped
-    pretrained MAE, encoder + decoder), ``timm:NAME`` (timm's architecture
-    with random weights, converted), or a path to our own safetensors, an official MAE checkpoint or a
-    timm state dict; the layout is told by metadata and keys, not by the file name.
-    """
-    spec_str = str(spec)
-    shipped = shipped_checkpoints()
-    if spec_str in shipped:
-        if not shipped[spec_str].is_file():
-            raise CheckpointError(f"the shipped model {shipped[spec_str]} is missing; "
-                                  "train it with mae.train or pass a checkpoint path")
-        return load_own(shipped[spec_str])[0]
-    if spec_str.startswith("timm:"):
-        import timm
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except RuntimeError as e:  # timm: "Unknown model (...)"
+        raise CheckpointError(f"timm:{name} names no timm model ({_short(e)})") from None
+    return from_timm(model, source=f"timm:{name}")
 
-        name = spec_str[len("timm:"):]
-        try:
-            model = timm.create_model(name, pretrained=False)
-        except RuntimeError as e:  # timm: "Unknown model (...)"
-            raise CheckpointError(f"{spec_str} names no timm model ({_short(e)})") from None
-        return from_timm(model, source=spec_str)
-    path = Path(spec_str)
+
+def load_checkpoint(path: str | Path, *, num_heads: int | None = None,
+                    decoder_num_heads: int | None = None) -> nn.Module:
+    """A checkpoint file as one of our modules, in eval mode: our own safetensors, an official MAE
+    checkpoint (with or without decoder) or a timm state dict; the layout is told by metadata and
+    keys, not by the file name. Model *names* (``default``, presets, ``timm:NAME``, ``maec apply``
+    folders) are resolved by :func:`toolkit.model_spec.resolve_model`."""
+    path = Path(path)
     if _is_own_file(path):
         return load_own(path)[0]
     sd = read_state_dict(path)

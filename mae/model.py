@@ -61,7 +61,7 @@ class ViTArch:
 
 
 # Registry of presets, timm-style: create_model(name) builds one.
-PRESETS: dict[str, ViTArch] = {
+MODEL_PRESETS: dict[str, ViTArch] = {
     # The embedded default: ViT-Tiny width on 28x28 grayscale, patch 4 -> 49 tokens.
     "mae_vit_tiny_p4_28": ViTArch(),
     # A tiny variant used by the tests (fast on 2 cores).
@@ -306,9 +306,9 @@ def describe(model: ViTEncoder, name: str = "") -> ModelShape:
 
 
 def create_model(name: str, kind: Literal["classifier", "mae"] = "classifier", **overrides) -> nn.Module:
-    """Build a preset by name (see ``PRESETS``); ``overrides`` change ``ViTArch`` fields."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    """Build a preset by name (see ``MODEL_PRESETS``); ``overrides`` change ``ViTArch`` fields."""
+    if name not in MODEL_PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(MODEL_PRESETS))}")
     drop_path = overrides.pop("drop_path", 0.0)
-    arch = PRESETS[name].with_(**overrides)
+    arch = MODEL_PRESETS[name].with_(**overrides)
     return MaskedAutoencoder(arch) if kind == "mae" else MAEClassifier(arch, drop_path=drop_path)

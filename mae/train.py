@@ -11,8 +11,8 @@ from it. The finished model is written as ``model.safetensors`` with its archite
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,11 +22,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from core.files import write_atomic
 from mae.checkpoints import CheckpointError, load_encoder_into, save_model
-from mae.data import DatasetError, load_fashion_mnist
-from mae.data import iterate_batches
+from mae.data import DatasetError, iterate_batches, load_fashion_mnist
 from mae.metrics import autocast, reconstruction_mse, top1_accuracy
 from mae.model import MAEClassifier, MaskedAutoencoder, create_model
+from mae.optim import optimizer_step, set_lr
 from mae.schedule import cosine_with_warmup
 
 
@@ -53,12 +54,6 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> l
     return list(groups.values())
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) one recipe; returns the final metrics written to ``metrics.json``."""
     torch.manual_seed(args.seed)
@@ -80,6 +75,9 @@ def train(args: argparse.Namespace) -> dict:
         layer_decay = args.layer_decay if args.layer_decay is not None else (1.0 if args.init == "random" else 0.75)
 
     groups = param_groups(model, args.weight_decay, layer_decay)
+    # Clipped in model order, as before the shared step: the order enters the norm's float sum. Frozen
+    # parameters (the fixed pos_embed) never have a gradient, so leaving them out changes nothing.
+    trained = [p for p in model.parameters() if p.requires_grad]
     lr = args.lr * args.batch_size / 256
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95 if pretrain else 0.999))
     steps_per_epoch = len(train_split) // args.batch_size
@@ -109,22 +107,15 @@ def train(args: argparse.Namespace) -> dict:
                    disable=args.no_progress)
         for x, y in bar:
             mult = cosine_with_warmup(step, total_steps, warmup)
-            for g in opt.param_groups:
-                g["lr"] = lr * mult * g["lr_scale"]
+            set_lr(opt, lr * mult)
             with autocast(args.bf16):
                 if pretrain:
                     loss, _, _ = model(x, mask_ratio=args.mask_ratio, generator=gen)
                 else:
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=args.label_smoothing)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"loss became {float(loss)} at step {step}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-            opt.step()
+            loss_value = optimizer_step(loss, opt, trained, clip_grad_norm=args.clip_grad, step=step)
             step += 1
-            running += float(loss.detach()) * x.shape[0]
+            running += loss_value * x.shape[0]
             seen += x.shape[0]
             bar.set_postfix(loss=f"{running / seen:.4f}")
         wall_s += time.time() - t0
@@ -136,9 +127,9 @@ def train(args: argparse.Namespace) -> dict:
         print(json.dumps(row), file=sys.stderr)
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "wall_s": wall_s},
-                     ckpt_path)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "wall_s": wall_s}
+        write_atomic(ckpt_path, functools.partial(torch.save, state))  # torch.save(state, tmp), then rename
         if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
             print(f"stopping after {args.stop_after} epochs; run the same command to resume", file=sys.stderr)
             return {"stopped_at_epoch": epoch + 1}

@@ -12,17 +12,16 @@ import numpy as np
 import optuna
 import torch
 
+from core.files import write_atomic, write_text_atomic
 from search.objective import OBJECTIVE_NAMES, Objective, check_finite, fail_reason
 from search.progress import TrialProgress
-from search.results import layer_plot, layer_table, pareto_front, pareto_plot, write_atomic, write_tables
+from search.results import layer_plot, layer_table, pareto_front, pareto_plot, write_tables
 from search.settings import SearchSettings, SettingsError
 from search.setup import SearchSetup, build_setup
 from search.storage import dashboard_command, make_storage
 from search.warm_start import enqueue_seeds, seed_params
 from search.winner import best_feasible, closest_trials, export_winner
 from spaces.config import CompressionConfig
-from core.files import write_text_atomic
-
 
 WARM_START_TRIALS = 6
 
@@ -125,8 +124,8 @@ class _RecordFailures:
 
 
 def run_optuna(settings: SearchSettings, setup: SearchSetup, study: optuna.Study, n_trials: int) -> None:
-    objective = _RecordFailures(Objective(settings, setup.space, setup.evaluator, setup.predict_ms,
-                                                  setup.deployable))
+    objective = _RecordFailures(Objective(settings=settings, space=setup.space, evaluator=setup.evaluator,
+                                          predict_ms=setup.predict_ms, deployable=setup.deployable))
     # n_jobs threads share the cores: each gets its share of torch's intra-op threads (threads that
     # Optuna starts take the value set here), restored afterwards for whatever runs next in-process
     threads = torch.get_num_threads()
@@ -186,7 +185,7 @@ def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSetti
                   interrupted: int = 0) -> SearchOutcome:
     metric = setup.evaluator.metric_name
     df = write_tables(study, out_dir)
-    pareto_plot(df, metric, settings.budget_ms, out_dir / "pareto.html",
+    pareto_plot(study, settings.budget_ms, out_dir / "pareto.html",
                 f"{study.study_name}: validation {metric} vs predicted latency on {setup.predictor.device.name}")
     failed = int((df["state"] == "FAIL").sum()) if len(df) else 0
     best = best_feasible(study)
@@ -212,7 +211,7 @@ def print_summary(study, df, metric: str, settings: SearchSettings, out_dir: Pat
                   f"{t.user_attrs.get('summary', '')}")
         print("Raise --budget, add techniques, or run more --trials (with --resume).")
         return
-    front = pareto_front(df, metric)[["number", metric, "latency_ms", "stage", "params", "size_mb"]]
+    front = pareto_front(study, df)[["number", metric, "latency_ms", "stage", "params", "size_mb"]]
     print("Pareto front (feasible, validation):")
     print(front.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     m = winner["metrics"]

@@ -78,7 +78,7 @@ def check_finite(values) -> tuple[float, ...]:
 class Objective:
     """Callable for ``study.optimize``; also works with ``FixedTrial`` (tests, Ray Tune workers)."""
 
-    def __init__(self, settings: SearchSettings, space: SearchSpace, evaluator: TaskEvaluator,
+    def __init__(self, *, settings: SearchSettings, space: SearchSpace, evaluator: TaskEvaluator,
                  predict_ms: Callable[[CompressionConfig], float],
                  deployable: Callable[[CompressionConfig], CompressionConfig] | None = None):
         """``deployable`` maps a sampled config to the one with the kernels the predictor priced

@@ -44,8 +44,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DeviceProfile
-from search.objective import (OBJECTIVE_NAMES, Objective, best_feasible_cheap_score, check_finite, fail_reason,
-                              set_constraint)
+from search.objective import (
+    OBJECTIVE_NAMES,
+    Objective,
+    best_feasible_cheap_score,
+    check_finite,
+    fail_reason,
+    set_constraint,
+)
 from search.progress import TrialProgress
 from search.settings import SearchSettings, SettingsError
 from search.setup import SearchSetup
@@ -223,7 +229,8 @@ def run_ray(settings: SearchSettings, setup: SearchSetup, study: optuna.Study, n
         threads = cpus_per_trial(settings.jobs)
         metric_names = OBJECTIVE_NAMES[setup.evaluator.metric_name]
         predictor = _Predictor(setup.predictor.device, setup.shape)
-        objective = Objective(settings, setup.space, setup.evaluator, predictor, predictor.deployable)
+        objective = Objective(settings=settings, space=setup.space, evaluator=setup.evaluator,
+                              predict_ms=predictor, deployable=predictor.deployable)
         # with_parameters: the teacher and the data go to Ray's object store once, not with every trial
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, objective=objective, threads=threads, metric_names=metric_names),

@@ -12,14 +12,13 @@ import torch.nn as nn
 from evaluators.accuracy import TaskEvaluator
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
-from mae.data import ImageSplit, fit_to_model, load_fashion_mnist, load_image_folder
-from mae.loaders import shipped_checkpoints
+from mae.data import ImageSplit, load_dataset
 from mae.model import MaskedAutoencoder, describe
 from search.settings import SearchSettings, SettingsError
 from spaces.config import BlockConfig, CompressionConfig
 from spaces.shape import LINEARS, ModelShape
 from spaces.space import RANK_FRACTIONS, WEIGHT_BIT_CHOICES, JointSpace, SearchSpace, UniformSpace, rank_for
-from toolkit.artifacts import load_any
+from toolkit.model_spec import resolve_model
 
 
 @dataclass
@@ -54,9 +53,10 @@ class SearchSetup:
         def block(s) -> BlockConfig:
             heads, units = (0, 0) if "prune" in t else (s.heads, s.mlp_hidden)
             dims = s.linear_dims(heads, units)
-            return BlockConfig(heads, units, {k: rank_for(frac, *dims[k]) for k in LINEARS}, {k: bits for k in LINEARS})
+            return BlockConfig(heads=heads, mlp_hidden=units, ranks={k: rank_for(frac, *dims[k]) for k in LINEARS},
+                               weight_bits={k: bits for k in LINEARS})
 
-        return CompressionConfig(tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
+        return CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
                                  decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
 
 
@@ -78,26 +78,22 @@ def model_spec_for(settings: SearchSettings) -> str:
 def build_setup(settings: SearchSettings) -> SearchSetup:
     torch.manual_seed(settings.seed)
     spec = model_spec_for(settings)
-    teacher = load_any(spec).eval()
+    resolved = resolve_model(spec)
+    teacher = resolved.model.eval()
     is_mae = isinstance(teacher, MaskedAutoencoder)
     if is_mae != (settings.task == "reconstruct"):
         want = "a full MAE (encoder + decoder)" if settings.task == "reconstruct" else "a classifier"
         raise CheckpointError(f"--task {settings.task} needs {want}, but {spec} is "
                               f"{'a full MAE' if is_mae else 'a classifier'}")
     arch = teacher.arch
-    if settings.data == "fashion-mnist":
-        raw = load_fashion_mnist(settings.data_dir)
-    else:
-        raw = load_image_folder(settings.data, arch.img_size, arch.in_chans)
     # --limit-train/--limit-val cut before resizing (less work); the test split stays whole
-    limits = {"train": settings.limit_train, "val": settings.limit_val}
-    splits = {k: fit_to_model(v.head(limits.get(k)), arch.img_size, arch.in_chans) for k, v in raw.items()}
+    splits = load_dataset(settings.data, data_dir=settings.data_dir, img_size=arch.img_size, in_chans=arch.in_chans,
+                          limits={"train": settings.limit_train, "val": settings.limit_val})
     if not is_mae and len(splits["train"].classes) != arch.num_classes:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
                             f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
     shape = describe(teacher, name=spec)
-    path = shipped_checkpoints().get(spec, Path(spec))
-    sha = file_sha256(path) if Path(path).is_file() else None
+    sha = file_sha256(resolved.path) if resolved.path is not None and resolved.path.is_file() else None
     return SearchSetup(
         teacher=teacher, shape=shape, splits=splits, predictor=LatencyPredictor(settings.device),
         space=(UniformSpace if settings.space == "uniform" else JointSpace)(

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import optuna
 
-from search.setup import SearchSetup, model_spec_for
-from search.settings import SearchSettings
-from spaces.config import CompressionConfig
 from core.files import write_text_atomic
+from search.settings import SearchSettings
+from search.setup import SearchSetup, model_spec_for
+from spaces.config import CompressionConfig
 
 WINNER_SCHEMA = 1
 

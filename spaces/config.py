@@ -24,7 +24,7 @@ class ConfigError(UserError, ValueError):
     """A config is malformed or does not fit the model; the message is one sentence."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BlockConfig:
     """One transformer block after compression.
 
@@ -47,7 +47,7 @@ class BlockConfig:
         return tuple(k for k in LINEARS if (self.heads if k in ("qkv", "proj") else self.mlp_hidden) > 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistillConfig:
     """Recovery by distillation: KL at ``temperature`` (x T^2) + ``alpha`` x cross-entropy
     + ``feature_weight`` x token-feature MSE, for ``steps`` optimizer steps (0: no recovery) at peak
@@ -64,7 +64,7 @@ class DistillConfig:
                 "steps": self.steps, "lr": self.lr}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CompressionConfig:
     """Per-block settings for the encoder (and, for a full MAE, the decoder), plus global ones."""
 
@@ -79,8 +79,9 @@ class CompressionConfig:
     @classmethod
     def identity(cls, shape: ModelShape) -> "CompressionConfig":
         """The config that changes nothing: every head and unit kept, dense fp32."""
-        return cls(blocks=tuple(BlockConfig(b.heads, b.mlp_hidden) for b in shape.blocks),
-                   decoder_blocks=tuple(BlockConfig(b.heads, b.mlp_hidden) for b in shape.decoder_blocks))
+        return cls(blocks=tuple(BlockConfig(heads=b.heads, mlp_hidden=b.mlp_hidden) for b in shape.blocks),
+                   decoder_blocks=tuple(BlockConfig(heads=b.heads, mlp_hidden=b.mlp_hidden)
+                                        for b in shape.decoder_blocks))
 
     # ---- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -189,7 +190,7 @@ def _parse_block(b: Any, where: str) -> BlockConfig:
     for k, w in bits.items():
         if not _is_int(w) or w not in WEIGHT_BITS:
             raise ConfigError(f"{where}.weight_bits.{k}: {w!r} is not one of {', '.join(map(str, WEIGHT_BITS))}")
-    return BlockConfig(b["heads"], b["mlp_hidden"], ranks, bits)
+    return BlockConfig(heads=b["heads"], mlp_hidden=b["mlp_hidden"], ranks=ranks, weight_bits=bits)
 
 
 def _parse_per_linear(v: Any, where: str, default: Any) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def _parse_distill(v: Any) -> DistillConfig:
         raise ConfigError(f"distill.alpha: expected a number in [0, 1], got {a!r}")
     if not _is_int(s) or s < 0:
         raise ConfigError(f"distill.steps: expected a whole number >= 0, got {s!r}")
-    return DistillConfig(float(t), float(a), float(f), s, float(lr))
+    return DistillConfig(temperature=float(t), alpha=float(a), feature_weight=float(f), steps=s, lr=float(lr))
 
 
 def _check_blocks(blocks: tuple[BlockConfig, ...], shapes: tuple[BlockShape, ...], where: str) -> None:

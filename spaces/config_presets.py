@@ -10,18 +10,18 @@ from spaces.shape import LINEARS, BlockShape, ModelShape
 def _half(s: BlockShape) -> BlockConfig:
     """Half the MLP units, one third of the heads removed (rounded, at least one kept), int8 weights."""
     heads = max(1, s.heads - round(s.heads / 3))
-    return BlockConfig(heads, s.mlp_hidden // 2, weight_bits={k: 8 for k in LINEARS})
+    return BlockConfig(heads=heads, mlp_hidden=s.mlp_hidden // 2, weight_bits={k: 8 for k in LINEARS})
 
 
 def _int8(s: BlockShape) -> BlockConfig:
-    return BlockConfig(s.heads, s.mlp_hidden, weight_bits={k: 8 for k in LINEARS})
+    return BlockConfig(heads=s.heads, mlp_hidden=s.mlp_hidden, weight_bits={k: 8 for k in LINEARS})
 
 
 def _identity(s: BlockShape) -> BlockConfig:
-    return BlockConfig(s.heads, s.mlp_hidden)
+    return BlockConfig(heads=s.heads, mlp_hidden=s.mlp_hidden)
 
 
-PRESETS: dict[str, tuple[Callable[[BlockShape], BlockConfig], str]] = {
+CONFIG_PRESETS: dict[str, tuple[Callable[[BlockShape], BlockConfig], str]] = {
     "identity": (_identity, "changes nothing (a template to edit)"),
     "int8": (_int8, "int8 weights everywhere, nothing pruned"),
     "half": (_half, "half the MLP units, a third of the heads removed, int8 weights, 300 distillation steps"),
@@ -30,9 +30,9 @@ PRESETS: dict[str, tuple[Callable[[BlockShape], BlockConfig], str]] = {
 
 def preset_config(shape: ModelShape, name: str) -> CompressionConfig:
     """The preset ``name`` for ``shape`` (encoder and, for a full MAE, decoder blocks)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    make = PRESETS[name][0]
+    if name not in CONFIG_PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(CONFIG_PRESETS)}")
+    make = CONFIG_PRESETS[name][0]
     distill = DistillConfig(temperature=4.0, alpha=0.5, steps=300 if name == "half" else 0)
-    return CompressionConfig(tuple(make(s) for s in shape.blocks), distill,
+    return CompressionConfig(blocks=tuple(make(s) for s in shape.blocks), distill=distill,
                              decoder_blocks=tuple(make(s) for s in shape.decoder_blocks))

@@ -78,7 +78,7 @@ class JointSpace:
             heads = trial.suggest_int(f"{prefix}.heads", 0, s.heads)
             units = trial.suggest_int(f"{prefix}.mlp", 0, s.mlp_hidden, step=_mlp_step(s.mlp_hidden))
         dims = s.linear_dims(heads, units)
-        block = BlockConfig(heads, units)
+        block = BlockConfig(heads=heads, mlp_hidden=units)
         ranks = dict(block.ranks)
         bits = dict(block.weight_bits)
         for name in block.live_linears():
@@ -87,7 +87,7 @@ class JointSpace:
             if "lowrank" in self.techniques:
                 frac = trial.suggest_categorical(f"{prefix}.{name}.rank", self.rank_fractions)
                 ranks[name] = rank_for(frac, *dims[name])
-        return BlockConfig(heads, units, ranks, bits)
+        return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits=bits)
 
     def sample(self, trial: TrialLike) -> CompressionConfig:
         blocks = tuple(self._block(trial, f"b{i}", s) for i, s in enumerate(self.shape.blocks))
@@ -95,7 +95,8 @@ class JointSpace:
         if self.include_decoder and self.shape.decoder_blocks:
             decoder = tuple(self._block(trial, f"d{i}", s) for i, s in enumerate(self.shape.decoder_blocks))
         act_bits = trial.suggest_categorical("act_bits", (32, 8)) if "quant" in self.techniques else 32
-        return CompressionConfig(blocks, self._distill(trial), act_bits, decoder_blocks=decoder)
+        return CompressionConfig(blocks=blocks, distill=self._distill(trial), act_bits=act_bits,
+                                 decoder_blocks=decoder)
 
     def _distill(self, trial: TrialLike) -> DistillConfig:
         if "distill" not in self.techniques or self.distill_steps <= 0:
@@ -129,10 +130,10 @@ class UniformSpace:
             step = _mlp_step(s.mlp_hidden)
             units = round(mlp_keep * s.mlp_hidden / step) * step
             dims = s.linear_dims(heads, units)
-            base = BlockConfig(heads, units)
+            base = BlockConfig(heads=heads, mlp_hidden=units)
             ranks = {k: (rank_for(frac, *dims[k]) if k in base.live_linears() else None) for k in LINEARS}
-            return BlockConfig(heads, units, ranks, {k: bits for k in LINEARS})
+            return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits={k: bits for k in LINEARS})
 
         distill = DistillConfig(steps=self.distill_steps if "distill" in t else 0, lr=self.distill_lr)
-        return CompressionConfig(tuple(block(s) for s in self.shape.blocks), distill,
+        return CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), distill=distill,
                                  decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))

@@ -14,11 +14,10 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
+from core.files import write_atomic, write_text_atomic
 from mae.checkpoints import CheckpointError, read_safetensors
-from mae.loaders import load_model
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
 from spaces.config import CompressionConfig, ConfigError
-from core.files import write_text_atomic
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import prune_model
 from toolkit.quant import bake_fake_quant_, prepare_fake_quant_
@@ -33,10 +32,9 @@ def save_compressed(model: nn.Module, config: CompressionConfig, out_dir: Path, 
     meta = {"format": "mae-compress-search/compressed", "kind": kind, "arch": json.dumps(model.arch.to_dict()),
             "extra": json.dumps(extra or {})}
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = out_dir / f".{WEIGHTS}.tmp"
-    save_file(tensors, str(tmp), metadata=meta)
+    # the config first: a folder with weights always has the config that gives their shapes
     write_text_atomic(out_dir / CONFIG, config.to_json() + "\n")
-    tmp.replace(out_dir / WEIGHTS)
+    write_atomic(out_dir / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_compressed(folder: Path) -> tuple[nn.Module, CompressionConfig]:
@@ -62,12 +60,9 @@ def load_compressed(folder: Path) -> tuple[nn.Module, CompressionConfig]:
     return model.eval(), config
 
 
-def load_any(spec: str) -> nn.Module:
-    """A model spec of the CLI, or a compressed model folder written by ``maec apply``."""
-    path = Path(spec)
-    if path.is_dir() and (path / CONFIG).exists():
-        return load_compressed(path)[0]
-    return load_model(spec)
+def is_compressed_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``maec apply`` (it holds a ``compression.json``)."""
+    return path.is_dir() and (path / CONFIG).exists()
 
 
 def read_config_file(path: str | Path) -> tuple[CompressionConfig, dict]:

@@ -1,4 +1,6 @@
-"""``apply(model, config)``: turn a model and a ``CompressionConfig`` into a compressed model.
+"""Turn a model and a ``CompressionConfig`` into a compressed model: ``compress(model, config, ...)``
+(with optional distillation recovery; returns the student and a report) and ``apply(model, config)``
+(DESIGN.md's interface: the same without recovery, the student only).
 
 Order (each step needs the previous one's shapes):
 

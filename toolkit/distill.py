@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from mae.data import ImageSplit, iterate_batches
 from mae.metrics import autocast
 from mae.model import MAEClassifier, MaskedAutoencoder, masked_patch_loss
-from spaces.config import DistillConfig
+from mae.optim import optimizer_step, set_lr
 from mae.schedule import cosine_with_warmup
+from spaces.config import DistillConfig
 
 
 @dataclass(frozen=True)
@@ -111,20 +112,15 @@ def recover(
     while step < cfg.steps:
         for x, y in iterate_batches(train, batch_size, shuffle=True, generator=gen, augment_images=not is_mae,
                                     drop_last=True):
-            for g in opt.param_groups:
-                g["lr"] = lr * _lr_multiplier(step, cfg.steps, time.perf_counter() - t0, time_limit_s)
+            set_lr(opt, lr * _lr_multiplier(step, cfg.steps, time.perf_counter() - t0, time_limit_s))
             with autocast(bf16):
                 if is_mae:
                     loss = _reconstruction_step(student, teacher, x, cfg, gen, mask_ratio)
                 else:
                     loss = _classification_step(student, teacher, x, y, cfg)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"distillation loss became {float(loss)} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            last = float(loss.detach())
+            # Clipped over the trained params only: a frozen one may hold a .grad from earlier use that
+            # zero_grad (which clears the optimizer's params only) never clears; it must not enter the norm.
+            last = optimizer_step(loss, opt, params, clip_grad_norm=1.0, step=step)
             first = last if step == 0 else first
             step += 1
             bar.update(1)

@@ -34,6 +34,7 @@ simulation to ~1e-6 (tests/toolkit/test_export.py). All input ranges are observe
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -252,23 +253,37 @@ def _set_opsets(model: onnx.ModelProto) -> None:
 
 
 # ---- entry point ----------------------------------------------------------------------------------
+class _DropPreprocessAdvice(logging.Filter):
+    """Drops ORT's "Please consider to run pre-processing before quantization" (logged on the root logger
+    at WARNING for every graph): it is advice to ORT's users about shape inference, which our exported
+    graphs already carry, and means nothing to a user of ``maec``. Other warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def _ort_int8(model: onnx.ModelProto, names: list[str], act_bits: int, batches: list) -> onnx.ModelProto:
     """ORT's int8 quantization of the MatMul nodes ``names`` (dynamic, or static QDQ for act_bits 8)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        onnx.save(model, str(src))
-        if act_bits == 32:
-            quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=names,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
-        else:
-            quantize_static(src, dst, _Reader(model.graph.input[0].name, batches), quant_format=QuantFormat.QDQ,
-                            per_channel=True, op_types_to_quantize=["MatMul"], activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_quantize=names,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]})
-        return onnx.load(str(dst))
+    advice_filter = _DropPreprocessAdvice()
+    logging.getLogger().addFilter(advice_filter)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+            onnx.save(model, str(src))
+            if act_bits == 32:
+                quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=names,
+                                 op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+            else:
+                quantize_static(src, dst, _Reader(model.graph.input[0].name, batches), quant_format=QuantFormat.QDQ,
+                                per_channel=True, op_types_to_quantize=["MatMul"], activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_quantize=names,
+                                calibrate_method=CalibrationMethod.MinMax,
+                                extra_options={"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]})
+            return onnx.load(str(dst))
+    finally:
+        logging.getLogger().removeFilter(advice_filter)
 
 
 def quantize_onnx(fp32_path: str | Path, out_path: str | Path, *, linear_bits: Mapping[str, int], act_bits: int = 32,

@@ -7,11 +7,11 @@ import time
 
 import torch
 
-from mae.data import fit_to_model, load_fashion_mnist, load_image_folder
+from core.errors import UsageError
+from mae.data import load_dataset
 from mae.metrics import reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder
-from toolkit.artifacts import load_any
-from core.errors import UsageError
+from toolkit.model_spec import resolve_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,20 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def load_split(data: str, data_dir: str | None, split: str, model: torch.nn.Module):
     """The requested split, resized to what ``model`` takes."""
     arch = model.arch
-    if data == "fashion-mnist":
-        splits = load_fashion_mnist(data_dir)
-    else:
-        splits = load_image_folder(data, arch.img_size, arch.in_chans)
+    splits = load_dataset(data, data_dir=data_dir, img_size=arch.img_size, in_chans=arch.in_chans, only=split)
     if split not in splits:
         raise UsageError(f"the dataset has no {split!r} split")
-    return fit_to_model(splits[split], arch.img_size, arch.in_chans)
+    return splits[split]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     torch.manual_seed(0)
-    model = load_any(args.model)
+    model = resolve_model(args.model).model
     split = load_split(args.data, args.data_dir, args.split, model).head(args.limit)
     t0 = time.perf_counter()
     result: dict = {"model": args.model, "split": args.split, "n": len(split)}

@@ -28,31 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _shape(args: argparse.Namespace):
-    """``(ModelShape, global_pool, config of an apply folder or None)``; presets and apply folders are
-    described from their base architecture, without loading weights (latency depends on shapes only)."""
-    from pathlib import Path
+    """``(ModelShape, global_pool, config of an apply folder or None)``; described from shapes only
+    (latency depends on shapes), so presets and apply folders load no weights."""
+    from mae.model import describe
+    from toolkit.model_spec import resolve_model
 
-    from mae.model import PRESETS, MAEClassifier, MaskedAutoencoder, ViTArch, create_model, describe
-
-    spec = args.model
-    if spec == "default":  # the shipped default classifier's architecture
-        spec = "mae_vit_tiny_p4_28"
-    folder = Path(spec)
-    if spec in PRESETS:
-        model = create_model(spec, kind=args.kind)
-    elif folder.is_dir() and (folder / "compression.json").is_file():  # written by `maec apply`
-        from mae.checkpoints import read_safetensors
-        from toolkit.artifacts import CONFIG, WEIGHTS, read_config_file
-
-        _, meta = read_safetensors(folder / WEIGHTS)
-        arch = ViTArch.from_dict(json.loads(meta.get("arch", "{}")))
-        model = MaskedAutoencoder(arch) if meta.get("kind") == "mae" else MAEClassifier(arch)
-        return describe(model, name=args.model), arch.global_pool, read_config_file(folder / CONFIG)[0]
-    else:
-        from mae.loaders import load_model
-
-        model = load_model(spec)
-    return describe(model, name=args.model), model.arch.global_pool, None
+    resolved = resolve_model(args.model, weights=False, kind=args.kind)
+    model = resolved.model
+    return describe(model, name=args.model), model.arch.global_pool, resolved.config
 
 
 def _dims(op) -> str:

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
+from cli.main import main
 from evaluators.latency.fit.calibrate import read_measure_csv
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.model import create_model, describe
 from spaces.config import BlockConfig, CompressionConfig
-from cli.main import main
 
 
 def test_devices_lists_profiles_with_their_figures(capsys):
@@ -31,7 +31,7 @@ def test_inspect_prints_latency_and_breakdown(capsys, tmp_path):
     shape = describe(create_model("mae_vit_test_p7_28"), name="mae_vit_test_p7_28")
     assert data["latency_ms"] == pytest.approx(LatencyPredictor().predict_ms(shape), abs=1e-3)
     assert {"blocks.0.attn.qkv", "head"} <= {op["name"] for op in data["ops"]}
-    cfg = CompressionConfig(blocks=(BlockConfig(1, 32), BlockConfig(0, 0)))
+    cfg = CompressionConfig(blocks=(BlockConfig(heads=1, mlp_hidden=32), BlockConfig(heads=0, mlp_hidden=0)))
     (tmp_path / "c.json").write_text(cfg.to_json())
     assert main(["inspect", str(tmp_path / "c.json"), "--model", "mae_vit_test_p7_28", "--device", "rpi5-a76-ort-4t"]) == 0
     out = capsys.readouterr().out
@@ -54,7 +54,8 @@ def test_inspect_a_full_mae_prices_reconstruction(capsys):
 ])
 def test_bad_input_is_one_sentence_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "CFG").write_text(CompressionConfig(blocks=(BlockConfig(9, 1), BlockConfig(1, 1))).to_json())
+    (tmp_path / "CFG").write_text(CompressionConfig(blocks=(BlockConfig(heads=9, mlp_hidden=1),
+                                                            BlockConfig(heads=1, mlp_hidden=1))).to_json())
     (tmp_path / "BAD").write_text("a,b\n1,2\n")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
+from cli.main import main
 from mae.checkpoints import save_model
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
-from cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from mae.data import (DatasetError, augment, fit_to_model, iterate_batches, load_fashion_mnist, load_image_folder,
-                      read_idx)
+from mae.data import (
+    DatasetError,
+    augment,
+    fit_to_model,
+    iterate_batches,
+    load_fashion_mnist,
+    load_image_folder,
+    read_idx,
+)
 
 
 def test_idx_parser_reads_the_real_files(fashion_mnist):

@@ -23,8 +23,9 @@ from mae.loaders import (
     default_num_heads,
     from_timm,
     infer_arch,
-    load_model,
+    load_checkpoint,
     load_official_mae,
+    load_timm,
     load_timm_state_dict,
 )
 from mae.model import MAEClassifier, MaskedAutoencoder, ViTArch
@@ -78,7 +79,7 @@ def test_timm_state_dict_gives_identical_outputs(tmp_path, fmt, name, kwargs, po
         assert torch.equal(ours(_imgs()), ref(_imgs()))
     # the generic entry point tells the layout by keys alone
     with torch.no_grad():
-        assert torch.equal(load_model(path)(_imgs()), ref(_imgs()))
+        assert torch.equal(load_checkpoint(path)(_imgs()), ref(_imgs()))
 
 
 def test_timm_mae_variant_has_timm_defaults():
@@ -90,9 +91,9 @@ def test_timm_mae_variant_has_timm_defaults():
         assert torch.equal(ours(_imgs()), ref(_imgs()))  # [N, 192] class-token features
 
 
-def test_load_model_timm_name_matches_timm():
+def test_load_timm_name_matches_timm():
     torch.manual_seed(3)
-    ours = load_model("timm:vit_tiny_patch16_224")
+    ours = load_timm("vit_tiny_patch16_224")
     torch.manual_seed(3)  # same seed -> timm draws the same random weights
     ref = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval()
     assert not ours.training and ours.arch.layer_norm_eps == 1e-6
@@ -128,8 +129,8 @@ def test_unsupported_timm_variants_are_named(tmp_path, kwargs, feature):
 
 
 def test_unknown_timm_name_and_non_vit():
-    assert "timm:no_such_model" in _error(load_model, "timm:no_such_model")
-    assert "not timm's VisionTransformer" in _error(load_model, "timm:resnet18")
+    assert "timm:no_such_model" in _error(load_timm, "no_such_model")
+    assert "not timm's VisionTransformer" in _error(load_timm, "resnet18")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_official_pretrain_checkpoint_with_decoder(tmp_path, fmt):
     else:
         _save(ref.state_dict(), path, fmt)
 
-    for ours in (load_official_mae(path), load_model(path)):
+    for ours in (load_official_mae(path), load_checkpoint(path)):
         assert isinstance(ours, MaskedAutoencoder) and not ours.training
         assert ours.arch == MAE_ARCH
         x = _imgs(2, 1, 28)
@@ -211,19 +212,14 @@ def test_default_head_rule_and_mlp_ratio():
 # our own files and the default
 
 
-def test_load_model_own_file_and_default(tmp_path, monkeypatch):
+def test_load_checkpoint_own_file(tmp_path):
     ref = MAEClassifier(MAE_ARCH.with_(num_classes=4))
     path = tmp_path / "own.safetensors"
     save_model(ref, path, extra={"acc": 0.5})
-    ours = load_model(path)
+    ours = load_checkpoint(path)
     assert not ours.training and ours.arch == ref.arch
-
-    missing = tmp_path / "nowhere" / "mae_vit_tiny_p4_28_finetuned.safetensors"
-    monkeypatch.setattr(loaders, "DEFAULT_CHECKPOINT", missing)
-    assert str(missing) in _error(load_model, "default")
-    monkeypatch.setattr(loaders, "DEFAULT_CHECKPOINT", path)
     with torch.no_grad():
-        assert torch.equal(load_model("default")(_imgs(2, 1, 28)), ref.eval()(_imgs(2, 1, 28)))
+        assert torch.equal(ours(_imgs(2, 1, 28)), ref.eval()(_imgs(2, 1, 28)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,9 +293,9 @@ def bad_dir(tmp_path_factory):
 def test_bad_files_raise_one_sentence(bad_dir, name, words):
     folder, marker = bad_dir
     path = folder / name
-    for loader in (load_model, load_official_mae, load_timm_state_dict):
-        if name.startswith("own_") and loader is not load_model:
-            continue  # only load_model reads our metadata
+    for loader in (load_checkpoint, load_official_mae, load_timm_state_dict):
+        if name.startswith("own_") and loader is not load_checkpoint:
+            continue  # only load_checkpoint reads our metadata
         msg = _error(loader, path)
         assert str(path) in msg and words in msg, msg
     assert not os.path.exists(marker)

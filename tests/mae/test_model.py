@@ -1,7 +1,6 @@
 import torch
 
-from mae.model import (create_model, describe, masked_patch_loss, patchify, random_masking, sincos_pos_embed,
-                       unpatchify)
+from mae.model import create_model, describe, masked_patch_loss, patchify, random_masking, sincos_pos_embed, unpatchify
 
 
 def test_random_masking_keeps_exact_count_and_restores_order():

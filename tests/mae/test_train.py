@@ -20,6 +20,9 @@ def test_pretrain_then_finetune_writes_logs_and_weights(tmp_path):
     assert main(["pretrain", "--out", str(tmp_path / "pre"), "--epochs", "1", *TINY]) == 0
     log = [json.loads(line) for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
     assert log[0]["epoch"] == 1 and log[0]["val_masked_mse"] > 0
+    # checkpoints are written through core.files.write_atomic: no temporary file is left behind
+    assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == [
+        "last.pt", "log.jsonl", "metrics.json", "model.safetensors", "settings.json"]
     init = str(tmp_path / "pre" / "model.safetensors")
     assert main(["finetune", "--out", str(tmp_path / "ft"), "--epochs", "1", "--init", init, *TINY]) == 0
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())

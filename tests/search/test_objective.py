@@ -37,7 +37,8 @@ def _objective(parts, budget_ms, **kw):
     teacher, splits, shape = parts
     settings = SearchSettings(budget_ms=budget_ms, cheap_val_images=128, recover_steps=4, bf16=False, **kw)
     space = JointSpace(shape=shape, distill_steps=settings.recover_steps)
-    return Objective(settings, space, TaskEvaluator(teacher, splits, bf16=False), _macs_ms(shape))
+    return Objective(settings=settings, space=space, evaluator=TaskEvaluator(teacher, splits, bf16=False),
+                     predict_ms=_macs_ms(shape))
 
 
 def _params(heads, mlp, bits=8):

@@ -28,9 +28,7 @@ def test_ray_trials_land_in_the_study_like_optuna_trials(tmp_path, tiny_ckpt):
     # so the two backends must agree on every value
     common = {"trials": 4, "techniques": ("prune", "quant", "lowrank")}
     by_optuna = search(quick_settings(tmp_path, tiny_ckpt, study_name="optuna", **common))
-    started = time.perf_counter()
     by_ray = search(quick_settings(tmp_path, tiny_ckpt, study_name="ray", backend="ray", jobs=2, **common))
-    assert time.perf_counter() - started < 240
     import ray
 
     assert not ray.is_initialized()  # the Ray it started is shut down

@@ -9,12 +9,12 @@ import pytest
 import torch
 from searchkit import run_cli
 
+from cli.main import main as maec
 from mae.checkpoints import save_model
 from mae.model import create_model, describe
 from run_search import main
 from spaces.config import CompressionConfig
 from toolkit.artifacts import save_compressed
-from cli.main import main as maec
 
 
 def _one_sentence(capsys, prog: str = "run_search.py") -> str:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from searchkit import quick_settings
 
+from cli.main import main as maec
 from mae.checkpoints import save_model
 from mae.model import create_model
 from search.engine import search
 from search.setup import build_setup
 from spaces.config import CompressionConfig
-from cli.main import main as maec
 
 RESULT_FILES = ("trials.csv", "trials.parquet", "pareto.html", "winner.json", "winner_layers.csv",
                 "winner_layers.html", "settings.json", "study.db")

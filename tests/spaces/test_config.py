@@ -9,10 +9,12 @@ SHAPE = describe(create_model("mae_vit_tiny_p4_28"))
 
 
 def _example() -> CompressionConfig:
-    blocks = [BlockConfig(2, 384, {"qkv": None, "proj": 32, "fc1": 64, "fc2": None},
-                          {"qkv": 8, "proj": 4, "fc1": 16, "fc2": 32}) for _ in range(6)]
-    blocks[5] = BlockConfig(0, 0)
-    return CompressionConfig(tuple(blocks), DistillConfig(2.0, 0.3, 0.1, 50), act_bits=8, importance="taylor")
+    blocks = [BlockConfig(heads=2, mlp_hidden=384, ranks={"qkv": None, "proj": 32, "fc1": 64, "fc2": None},
+                          weight_bits={"qkv": 8, "proj": 4, "fc1": 16, "fc2": 32}) for _ in range(6)]
+    blocks[5] = BlockConfig(heads=0, mlp_hidden=0)
+    return CompressionConfig(blocks=tuple(blocks),
+                             distill=DistillConfig(temperature=2.0, alpha=0.3, feature_weight=0.1, steps=50),
+                             act_bits=8, importance="taylor")
 
 
 def test_json_round_trip_is_exact():
@@ -47,20 +49,30 @@ def test_parse_errors_name_the_field(mutate, message):
 
 
 @pytest.mark.parametrize("block, message", [
-    (BlockConfig(4, 768), r"blocks\[2\].heads: 4 kept, but the model has only 3"),
-    (BlockConfig(3, 800), r"blocks\[2\].mlp_hidden: 800 kept, but the model has only 768"),
-    (BlockConfig(1, 768, {"qkv": None, "proj": 65, "fc1": None, "fc2": None}),
+    (BlockConfig(heads=4, mlp_hidden=768), r"blocks\[2\].heads: 4 kept, but the model has only 3"),
+    (BlockConfig(heads=3, mlp_hidden=800), r"blocks\[2\].mlp_hidden: 800 kept, but the model has only 768"),
+    (BlockConfig(heads=1, mlp_hidden=768, ranks={"qkv": None, "proj": 65, "fc1": None, "fc2": None}),
      r"blocks\[2\].ranks.proj: rank 65 is above min\(in, out\) = 64"),
 ])
 def test_validation_against_the_model_names_the_field(block, message):
     blocks = list(CompressionConfig.identity(SHAPE).blocks)
     blocks[2] = block
     with pytest.raises(ConfigError, match=message):
-        CompressionConfig(tuple(blocks)).validate_for(SHAPE)
+        CompressionConfig(blocks=tuple(blocks)).validate_for(SHAPE)
 
 
 def test_block_count_must_match():
     with pytest.raises(ConfigError, match="the config has 5 blocks, the model has 6"):
-        CompressionConfig(CompressionConfig.identity(SHAPE).blocks[:5]).validate_for(SHAPE)
+        CompressionConfig(blocks=CompressionConfig.identity(SHAPE).blocks[:5]).validate_for(SHAPE)
     with pytest.raises(ConfigError, match="not valid JSON"):
         CompressionConfig.from_json("{")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BlockConfig(3, 768),
+    lambda: DistillConfig(2.0),
+    lambda: CompressionConfig(CompressionConfig.identity(SHAPE).blocks),
+])
+def test_constructors_are_keyword_only(make):
+    with pytest.raises(TypeError, match="positional argument"):
+        make()

@@ -38,7 +38,8 @@ def test_low_rank_and_int8_activations_compose(fashion_mnist):
     shape = describe(model)
     ranks = {"qkv": None, "proj": None, "fc1": 4, "fc2": None}
     bits = {"qkv": 8, "proj": 8, "fc1": 4, "fc2": 16}
-    cfg = CompressionConfig(tuple(BlockConfig(1, 64, ranks, bits) for _ in shape.blocks), act_bits=8,
+    cfg = CompressionConfig(blocks=tuple(BlockConfig(heads=1, mlp_hidden=64, ranks=ranks, weight_bits=bits)
+                                         for _ in shape.blocks), act_bits=8,
                             importance="taylor")
     student, report = compress(model, cfg, calib=fashion_mnist["val"])
     fc1 = student.blocks[0].mlp.fc1
@@ -52,7 +53,8 @@ def test_recovery_runs_inside_compress_and_improves_agreement(fashion_mnist):
     model = create_model("mae_vit_test_p7_28").eval()
     torch.nn.init.normal_(model.head.weight, std=0.5)
     shape = describe(model)
-    cfg = CompressionConfig(tuple(BlockConfig(1, 16) for _ in shape.blocks), DistillConfig(2.0, 0.0, 0.0, 40))
+    cfg = CompressionConfig(blocks=tuple(BlockConfig(heads=1, mlp_hidden=16) for _ in shape.blocks),
+                            distill=DistillConfig(temperature=2.0, alpha=0.0, feature_weight=0.0, steps=40))
     x = (fashion_mnist["val"].images[:256].float() / 255 - 0.286) / 0.353
     raw, _ = compress(model, cfg, recover_steps=0)
     rec, report = compress(model, cfg, train=fashion_mnist["train"].head(4096), bf16=False, recovery_lr=1e-3)

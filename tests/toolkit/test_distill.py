@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mae.model import create_model
+from mae.optim import optimizer_step, set_lr
 from spaces.config import DistillConfig
 from toolkit.distill import kd_classification_loss, recover
 
@@ -79,3 +80,42 @@ def test_time_limited_recovery_runs_the_whole_schedule():
     assert _lr_multiplier(20, 100_000, 9.9, 10.0) < 0.01
     # without a time limit it is the step schedule
     assert _lr_multiplier(50, 100, 0.0, None) == pytest.approx(0.5, abs=0.05)
+
+
+# ---- the optimizer step shared with mae.train (mae/optim.py) -------------------------------------------
+def test_set_lr_scales_each_group_by_its_lr_scale():
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([{"params": [a], "lr_scale": 0.25}, {"params": [b]}], lr=1.0)
+    set_lr(opt, 0.1)
+    assert opt.param_groups[0]["lr"] == 0.1 * 0.25 and opt.param_groups[1]["lr"] == 0.1
+
+
+def test_optimizer_step_clips_then_steps_and_returns_the_loss():
+    for clip, expected in [(None, -10.0), (0.0, -10.0), (1.0, -0.5)]:
+        p = torch.nn.Parameter(torch.zeros(4))
+        opt = torch.optim.SGD([p], lr=1.0)
+        value = optimizer_step((10 * p).sum() + 3.0, opt, [p], clip_grad_norm=clip, step=0)
+        # gradient 10 per element (norm 20): clipped to norm 1 it is 0.5 per element
+        assert value == 3.0 and torch.allclose(p.detach(), torch.full((4,), expected))
+
+
+def test_optimizer_step_refuses_a_non_finite_loss_and_touches_nothing():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    opt = torch.optim.AdamW([p], lr=1.0)
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at step 7: .*lower the learning rate"):
+        optimizer_step(p.sum() * float("nan"), opt, [p], clip_grad_norm=1.0, step=7)
+    assert torch.equal(p.detach(), torch.ones(3)) and torch.equal(p.grad, torch.full((3,), 2.0))
+    assert not opt.state
+
+
+def test_recovery_from_a_diverged_teacher_stops_with_a_floating_point_error(fashion_mnist):
+    teacher = create_model("mae_vit_test_p7_28")
+    student = copy.deepcopy(teacher)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    with torch.no_grad():
+        teacher.head.weight.fill_(float("inf"))  # inf * 0 -> NaN logits, so a NaN loss at the first step
+    with pytest.raises(FloatingPointError, match="at step 0"):
+        recover(student, teacher, fashion_mnist["train"].head(64), DistillConfig(steps=3), batch_size=32,
+                bf16=False, progress=False)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())

@@ -1,10 +1,8 @@
-"""Structured pruning: real shapes, exactness where it must be exact, criteria, MAE decoder, speed."""
+"""Structured pruning: real shapes, exactness where it must be exact, criteria, MAE decoder, work saved."""
 from __future__ import annotations
 
 import copy
 import itertools
-import statistics
-import time
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from torch import nn
 from mae.model import create_model, describe
 from spaces.config import BlockConfig, CompressionConfig, ConfigError
 from toolkit.prune import RemovedBranch, collect_taylor_scores, head_importance, prune_model, unit_importance
+from toolkit.stats import count_macs
 
 HEAD_DIM = 8  # mae_vit_test_p7_28 with num_heads=4: width 32 -> 4 heads of 8
 
@@ -33,7 +32,8 @@ def _config(model: nn.Module, heads=None, units=None, dec_heads=None, dec_units=
     ident = CompressionConfig.identity(describe(model))
 
     def blocks(base, h, u):
-        return tuple(BlockConfig(h[i] if h else b.heads, u[i] if u else b.mlp_hidden) for i, b in enumerate(base))
+        return tuple(BlockConfig(heads=h[i] if h else b.heads, mlp_hidden=u[i] if u else b.mlp_hidden)
+                     for i, b in enumerate(base))
 
     return CompressionConfig(blocks=blocks(ident.blocks, heads, units),
                              decoder_blocks=blocks(ident.decoder_blocks, dec_heads, dec_units), **kw)
@@ -191,7 +191,7 @@ def test_config_that_does_not_fit_is_refused():
         prune_model(m, _config(m, heads=[1, 5]))
     assert torch.equal(m(x), before)  # refused before anything was cut
     with pytest.raises(ConfigError, match="the model has 2"):
-        prune_model(m, CompressionConfig(blocks=(BlockConfig(1, 1),)))
+        prune_model(m, CompressionConfig(blocks=(BlockConfig(heads=1, mlp_hidden=1),)))
 
 
 def test_full_mae_prunes_encoder_and_decoder_blocks():
@@ -220,22 +220,21 @@ def test_full_mae_prunes_encoder_and_decoder_blocks():
     run(m)[0].backward()
 
 
-def test_pruned_default_model_runs_faster():
+def test_pruned_default_model_does_less_work():
+    """Half the heads and units of the default model: about half the multiply-accumulates (counted, not
+    timed: wall-clock speed belongs to the benchmarks), real smaller Linears, same output shape."""
     torch.manual_seed(0)
     m = create_model("mae_vit_tiny_p4_28").eval()
     pruned = copy.deepcopy(m)
     shape = describe(m)
-    cfg = CompressionConfig(blocks=tuple(BlockConfig(b.heads // 2, b.mlp_hidden // 2) for b in shape.blocks))
+    cfg = CompressionConfig(blocks=tuple(BlockConfig(heads=b.heads // 2, mlp_hidden=b.mlp_hidden // 2)
+                                         for b in shape.blocks))
     prune_model(pruned, cfg)
-    x = torch.randn(64, 1, 28, 28)
-
-    def seconds(model) -> float:
-        t = time.perf_counter()
-        model(x)
-        return time.perf_counter() - t
-
+    for blk, b in zip(pruned.blocks, cfg.blocks):
+        assert blk.mlp.fc1.out_features == b.mlp_hidden and blk.attn.num_heads == b.heads
+    full, small = count_macs(m), count_macs(pruned)
+    assert 0 < small < 0.6 * full, (full, small)
+    x = torch.randn(4, 1, 28, 28)
     with torch.inference_mode():
-        seconds(m), seconds(pruned)  # warm-up
-        times = [(seconds(m), seconds(pruned)) for _ in range(7)]  # interleaved: load changes hit both
-    full, small = (statistics.median(t) for t in zip(*times))
-    assert small < 0.8 * full, (full, small)
+        out = pruned(x)
+    assert out.shape == m(x).shape and torch.isfinite(out).all()

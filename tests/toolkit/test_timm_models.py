@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-from mae.loaders import from_timm, load_model
+from mae.loaders import from_timm, load_timm
 from mae.model import describe
 from spaces.config import BlockConfig, CompressionConfig
 from spaces.config_presets import preset_config
@@ -25,7 +25,7 @@ def test_half_preset_shrinks_timm_vits(name):
 
 
 def test_identity_on_a_timm_model_is_exact():
-    model = load_model("timm:deit_tiny_patch16_224")
+    model = load_timm("deit_tiny_patch16_224")
     x = torch.randn(1, 3, 224, 224)
     shape = describe(model)
     assert torch.equal(apply(model, CompressionConfig.identity(shape))(x), model(x))
@@ -35,8 +35,9 @@ def test_low_rank_on_a_timm_vit():
     torch.manual_seed(0)
     model = from_timm(timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32)).eval()
     shape = describe(model)
-    blocks = tuple(BlockConfig(s.heads, s.mlp_hidden, {"qkv": None, "proj": None, "fc1": 32, "fc2": 32})
+    blocks = tuple(BlockConfig(heads=s.heads, mlp_hidden=s.mlp_hidden,
+                               ranks={"qkv": None, "proj": None, "fc1": 32, "fc2": 32})
                    for s in shape.blocks)
-    student = apply(model, CompressionConfig(blocks))
+    student = apply(model, CompressionConfig(blocks=blocks))
     assert isinstance(student.blocks[0].mlp.fc1, LowRankLinear)
     assert student(torch.randn(1, 3, 32, 32)).shape == (1, 1000)

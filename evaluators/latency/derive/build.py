@@ -32,7 +32,6 @@ from pathlib import Path
 
 from evaluators.latency.derive import priors
 from evaluators.latency.fit.hat_fit import TRANSFERRED, HatFit, fit_hat, hat_provenance
-from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 from evaluators.latency.fit.sources import (
     NCNN_COMMIT,
     NCNN_FILE,
@@ -45,6 +44,7 @@ from evaluators.latency.fit.sources import (
     paddle_ratios,
     read_ncnn_vit,
 )
+from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
 GEMM_KINDS = ("linear", "conv", "attention")
 PI4_NCNN = "Raspberry Pi 4 Model B"
@@ -110,7 +110,7 @@ def default_model_ms(profile: DeviceProfile) -> float:
     from evaluators.latency.predict.predictor import LatencyPredictor
     from spaces.shape import BlockShape, ModelShape
 
-    # mae.model.PRESETS["mae_vit_tiny_p4_28"] as plain data (no torch import here).
+    # mae.model.MODEL_PRESETS["mae_vit_tiny_p4_28"] as plain data (no torch import here).
     shape = ModelShape(name=DEFAULT_MODEL, img_size=28, patch_size=4, in_chans=1, embed_dim=192, num_classes=10,
                        blocks=tuple(BlockShape(192, 3, 64, 768) for _ in range(6)))
     return LatencyPredictor(profile).predict_ms(shape)

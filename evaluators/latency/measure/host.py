@@ -1,76 +1,77 @@
-"""Latency and accuracy of an ONNX model measured on this machine with ONNX Runtime (CPU).
+"""Latency and accuracy of exported ONNX models on this machine (ONNX Runtime, CPU): what ``maec apply``
+reports beside the ARM prediction.
 
-This is the host measurement (x86 here); the search uses the ARM latency predictor. Sessions run
-sequentially with ``intra_op_num_threads=threads``, ``inter_op_num_threads=1`` and all graph
-optimizations, which is also what fuses ORT's QDQ patterns into integer kernels.
+Timing goes through :mod:`evaluators.latency.measure.ort_timing`, the project's one timing helper, with
+its multi-pass rule: the models being compared (original and compressed) are timed in several passes,
+interleaved, and each keeps its lowest pass median, so that a slow window of a shared machine cannot
+make one of them look faster than it is.
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
+
+from evaluators.latency.measure.ort_timing import make_session, time_interleaved_ms
 
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Wall-clock time of one ``session.run`` in milliseconds, over ``repeats`` runs after warm-up."""
+    """Wall-clock time of one ``session.run`` in ms: ``median_ms`` is the lowest pass median,
+    ``round_ms`` every pass median, p10 / p90 / mean over all ``repeats`` runs of all passes."""
 
     median_ms: float
     p10_ms: float
     p90_ms: float
     mean_ms: float
     repeats: int
+    rounds: int
+    round_ms: tuple[float, ...]
     threads: int
     batch: int
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["round_ms"] = list(self.round_ms)
+        return d
 
 
-def make_session(onnx_path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session: ``threads`` intra-op threads, one inter-op thread, sequential, full optimization."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+def model_inputs(onnx_path: str | Path, batch: int = 1) -> list[dict]:
+    """``[{"name", "shape"}]`` of a model's first input with ``batch`` as its (dynamic) first dim."""
+    inp = make_session(onnx_path, 1).get_inputs()[0]
+    return [{"name": inp.name, "shape": [batch] + [d if isinstance(d, int) else 1 for d in inp.shape[1:]]}]
 
 
-def _input_feed(sess: ort.InferenceSession, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 input with the model's shape and ``batch`` as the (dynamic) first dim."""
-    inp = sess.get_inputs()[0]
-    dims = [batch] + [d if isinstance(d, int) else 1 for d in inp.shape[1:]]
-    return {inp.name: np.random.default_rng(seed).standard_normal(dims).astype(np.float32)}
+def compare_latency_ms(onnx_paths: Mapping[str, str | Path], *, threads: int = 1, batch: int = 1, rounds: int = 3,
+                       repeats: int = 50, warmup: int = 10) -> dict[str, LatencyStats]:
+    """``{name: onnx path}`` -> ``{name: LatencyStats}`` on a random ``[batch, C, H, W]`` input, timed
+    interleaved by the multi-pass rule (module doc)."""
+    if repeats < 1 or warmup < 0 or rounds < 1:
+        raise ValueError(f"repeats and rounds must be >= 1 and warmup >= 0, got {repeats}, {rounds}, {warmup}")
+    models = {name: (path, model_inputs(path, batch)) for name, path in onnx_paths.items()}
+    timed = time_interleaved_ms(models, threads=threads, rounds=rounds, repeats=repeats, warmup=warmup)
+    out = {}
+    for name, t in timed.items():
+        out[name] = LatencyStats(median_ms=t["latency_ms"], p10_ms=t["p10_ms"], p90_ms=t["p90_ms"],
+                                 mean_ms=t["mean_ms"], repeats=t["repeats"], rounds=rounds,
+                                 round_ms=tuple(t["round_ms"]), threads=threads, batch=batch)
+    return out
 
 
-def measure_latency_ms(onnx_path: str | Path, *, threads: int = 1, batch: int = 1, repeats: int = 50,
-                       warmup: int = 10) -> LatencyStats:
-    """Median, 10th / 90th percentile and mean time of ``repeats`` runs on a random ``[batch, C, H, W]``."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    sess = make_session(onnx_path, threads=threads)
-    feed = _input_feed(sess, batch)
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times[i] = (time.perf_counter() - t0) * 1e3
-    p10, med, p90 = np.percentile(times, [10, 50, 90])
-    return LatencyStats(float(med), float(p10), float(p90), float(times.mean()), repeats, threads, batch)
+def measure_latency_ms(onnx_path: str | Path, *, threads: int = 1, batch: int = 1, rounds: int = 3,
+                       repeats: int = 50, warmup: int = 10) -> LatencyStats:
+    """One model's :class:`LatencyStats` by the multi-pass rule (see :func:`compare_latency_ms`)."""
+    return compare_latency_ms({"model": onnx_path}, threads=threads, batch=batch, rounds=rounds, repeats=repeats,
+                              warmup=warmup)["model"]
 
 
 def onnx_top1(onnx_path: str | Path, split_batches: Iterable, *, threads: int = 1) -> float:
     """Top-1 accuracy in [0, 1] of an ONNX classifier over batches of ``(images [N, C, H, W] float32,
     labels [N] int64)`` (tensors or arrays)."""
-    sess = make_session(onnx_path, threads=threads)
+    sess = make_session(onnx_path, threads)
     name = sess.get_inputs()[0].name
     correct = total = 0
     for images, labels in split_batches:

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
 from evaluators.latency.measure.items import BenchItem, onnx_inputs

@@ -106,7 +106,8 @@ def block_item(tokens: int, dim: int, heads: int, mlp: int, bits: int = 32, r: i
     if dim % heads:
         raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
     head_dim = dim // heads
-    shape, cfg = BlockShape(dim, heads, head_dim, mlp), BlockConfig(heads, mlp, weight_bits={k: bits for k in LINEARS})
+    shape = BlockShape(dim, heads, head_dim, mlp)
+    cfg = BlockConfig(heads=heads, mlp_hidden=mlp, weight_bits={k: bits for k in LINEARS})
     counts: dict[Op, int] = {}
     for op in block_ops("b", shape, cfg, tokens, 1, 32):
         counts[op] = counts.get(op, 0) + r

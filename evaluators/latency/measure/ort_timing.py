@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""Time ONNX models with ONNX Runtime and write a ``maec calibrate`` CSV. Needs only numpy + onnxruntime.
+"""The project's one ONNX Runtime timing helper, and the ``maec measure`` kit runner.
 
-This file is both a module of the project (``maec measure`` times with it) and, copied verbatim as
-``run_kit.py`` by ``maec measure --export-kit DIR``, the runner for a Raspberry Pi or a phone's Linux
-shell (Termux): ``python3 run_kit.py --threads 1 --out my_device.csv``. It reads ``manifest.json``
-next to it (one entry per ONNX file: input names, shapes, dtypes, and the row's ``spec``), times each
-model in ``rounds`` passes over the whole kit (each pass: median of ``repeats`` runs after ``warmup``;
-the row keeps the lowest pass median), and writes one CSV row per model with the device metadata.
-Nothing else of the project is imported here, on purpose.
+Sessions (:func:`make_session`), one model's timing (:func:`time_ms`), several models timed by the
+multi-pass rule (:func:`time_interleaved_ms`), the machine's facts (:func:`device_info`,
+:func:`machine_summary`) and the kit runner (:func:`run_manifest`, ``python3 run_kit.py``). Everything
+that times an ONNX model in the project -- ``maec measure``, ``maec apply``, the benchmarks -- comes
+through here.
 
-Why passes: a board's thermal throttling, a phone's background job or a virtual machine's neighbour
-slows the CPU for seconds at a time, and a row timed in one go inside such a window is slow by 10-30%
-(seen on this project's 2-core cloud host: 4 of 50 whole models at +15-30%, p10 close to the true
-time). Interference only ever adds time, so the lowest of the pass medians, taken minutes apart, is
-the undisturbed latency; the median inside a pass still ignores single slow runs.
+This file imports nothing of the project, on purpose (an import-linter contract keeps it so):
+``maec measure --export-kit DIR`` copies it verbatim as ``run_kit.py`` for a Raspberry Pi or a phone's
+Linux shell (Termux), which needs only numpy + onnxruntime: ``python3 run_kit.py --threads 1 --out
+my_device.csv``. It reads ``manifest.json`` next to it (one entry per ONNX file: input names, shapes,
+and the row's ``spec``) and writes one CSV row per model with the device metadata. For the same reason
+it writes its CSV with its own temporary file + ``os.replace`` rather than ``core.files``.
+
+The multi-pass rule: every model is timed in ``rounds`` passes over the whole set (each pass: median
+of ``repeats`` runs after ``warmup``; models interleaved, so a slow window hits all of them alike), and
+each keeps its lowest pass median. Why: a board's thermal throttling, a phone's background job or a
+virtual machine's neighbour slows the CPU for seconds at a time, and a model timed in one go inside
+such a window is slow by 10-30% (seen on this project's 2-core cloud host: 4 of 50 whole models at
++15-30%, p10 close to the true time; ``maec apply --preset half`` once reported 0.62 of the
+original's latency and 0.30 in the next run). Interference only ever adds time, so the lowest of the
+pass medians is the undisturbed latency; the median inside a pass still ignores single slow runs.
 """
 from __future__ import annotations
 
@@ -75,6 +83,15 @@ def device_info(device: str = "") -> dict[str, str]:
             "runtime_version": ort.__version__, "os": f"{platform.system()} {platform.release()} {platform.machine()}"}
 
 
+def machine_summary() -> str:
+    """One line for a benchmark's report: CPU model, logical cores (and how many this process may use),
+    OS and Python -- the machine a printed number was measured on."""
+    info = device_info()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{info['cpu_model']}; {info['cores']} logical cores ({usable} usable); {info['os']}; "
+            f"Python {platform.python_version()}; onnxruntime {info['runtime_version']}")
+
+
 def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
     """CPU session as deployed: ``threads`` intra-op threads, sequential, all graph optimizations
     (the same settings as ``evaluators.latency.measure.host.make_session``)."""
@@ -115,6 +132,32 @@ def time_ms(path: str | Path, inputs: list[dict], *, threads: int = 1, repeats: 
     return {"latency_ms": float(med), "p10_ms": float(p10), "p90_ms": float(p90), "repeats": len(times)}
 
 
+def time_interleaved_ms(models: dict[str, tuple[str | Path, list[dict]]], *, threads: int = 1, rounds: int = 3,
+                        repeats: int = 30, warmup: int = 5, min_seconds: float = 0.0,
+                        progress: bool = False) -> dict[str, dict]:
+    """Time several models by the multi-pass rule (module doc): ``{name: (onnx path, inputs)}`` ->
+    ``{name: {"latency_ms": lowest pass median, "p10_ms", "p90_ms", "mean_ms" (over all runs), "repeats" (all
+    runs), "rounds", "round_ms": [pass medians]}}``. ``inputs``: ``[{"name", "shape"}]``."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    medians: dict[str, list[float]] = {name: [] for name in models}
+    runs: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(rounds):
+        for name, (path, inputs) in models.items():
+            t = time_ms(path, inputs, threads=threads, repeats=repeats, warmup=warmup, min_seconds=min_seconds,
+                        keep_times=runs[name])
+            medians[name].append(t["latency_ms"])
+            if progress:
+                print(f"[pass {r + 1}/{rounds}] {name}: {t['latency_ms']:.3f} ms", file=sys.stderr)
+    out = {}
+    for name in models:
+        p10, p90 = np.percentile(runs[name], [10, 90])
+        out[name] = {"latency_ms": min(medians[name]), "p10_ms": float(p10), "p90_ms": float(p90),
+                     "mean_ms": float(np.mean(runs[name])),
+                     "repeats": len(runs[name]), "rounds": rounds, "round_ms": medians[name]}
+    return out
+
+
 def run_manifest(folder: Path, out: Path, *, threads: int, repeats: int, warmup: int, device: str = "",
                  min_seconds: float = 0.2, rounds: int = 3, progress: bool = True) -> int:
     """Time every entry of ``folder/manifest.json`` in ``rounds`` passes; write the CSV to ``out``.
@@ -128,26 +171,21 @@ def run_manifest(folder: Path, out: Path, *, threads: int, repeats: int, warmup:
     entries = json.loads((folder / "manifest.json").read_text())["entries"]
     info = device_info(device)
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    medians: list[list[float]] = [[] for _ in entries]
-    runs: list[list[float]] = [[] for _ in entries]
-    for r in range(rounds):
-        for i, e in enumerate(entries):
-            t = time_ms(folder / e["file"], e["inputs"], threads=threads, repeats=repeats, warmup=warmup,
-                        min_seconds=min_seconds, keep_times=runs[i])
-            medians[i].append(t["latency_ms"])
-            if progress:
-                print(f"[pass {r + 1}/{rounds}, {i + 1}/{len(entries)}] {e['bench']}: {t['latency_ms']:.3f} ms",
-                      file=sys.stderr)
+    keys = [f"{i + 1}/{len(entries)} {e['bench']}" for i, e in enumerate(entries)]  # unique, and what progress shows
+    timed = time_interleaved_ms({k: (folder / e["file"], e["inputs"]) for k, e in zip(keys, entries)},
+                                threads=threads, rounds=rounds, repeats=repeats, warmup=warmup,
+                                min_seconds=min_seconds, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # unique per process, as core.files does
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
-        for e, meds, times in zip(entries, medians, runs):
-            p10, p90 = np.percentile(times, [10, 90])
+        for k, e in zip(keys, entries):
+            t = timed[k]
             w.writerow({"bench": e["bench"], "row_kind": e["row_kind"], "spec": json.dumps(e["spec"]),
-                        "latency_ms": f"{min(meds):.6f}", "p10_ms": f"{p10:.6f}", "p90_ms": f"{p90:.6f}",
-                        "repeats": len(times), "rounds": rounds, "round_ms": ";".join(f"{m:.6f}" for m in meds),
+                        "latency_ms": f"{t['latency_ms']:.6f}", "p10_ms": f"{t['p10_ms']:.6f}",
+                        "p90_ms": f"{t['p90_ms']:.6f}", "repeats": t["repeats"], "rounds": rounds,
+                        "round_ms": ";".join(f"{m:.6f}" for m in t["round_ms"]),
                         "warmup": warmup, "threads": threads, "measured_at": stamp, **info})
     os.replace(tmp, out)
     return len(entries)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
-from evaluators.latency.predict.cost import at_least_as_precise, bits_of, cost_at_ms, dtype_of, op_cost_ms
 from evaluators.latency.errors import ProfileError
+from evaluators.latency.predict.cost import at_least_as_precise, bits_of, cost_at_ms, dtype_of, op_cost_ms
 from evaluators.latency.predict.ops import Op, Task, decompose
 from evaluators.latency.predict.profile import DeviceProfile, load_profile
 from spaces.config import CompressionConfig

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from evaluators.latency.measure.model_items import model_items
-from evaluators.latency.fit.calibrate import calibrate_file
 from evaluators.latency.errors import CalibrationError
+from evaluators.latency.fit.calibrate import calibrate_file
 from evaluators.latency.measure.items import spec_ops
+from evaluators.latency.measure.model_items import model_items
 from evaluators.latency.measure.op_items import op_items
 from evaluators.latency.measure.ort_timing import CSV_COLUMNS
 from evaluators.latency.predict.predictor import LatencyPredictor

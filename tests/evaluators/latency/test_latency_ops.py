@@ -46,7 +46,7 @@ def _compressed_config(shape) -> CompressionConfig:
         ranks = {"qkv": 32 if i % 2 == 0 else None, "proj": None, "fc1": 24 if i == 3 else None,
                  "fc2": 150 if i == 5 else None}  # block 5: fc2 is 192 -> 192, 150 x 384 > 192^2: kept dense
         bits = {"qkv": 8, "proj": 32, "fc1": 4, "fc2": 16}
-        return BlockConfig(heads, units, ranks, bits)
+        return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits=bits)
     return CompressionConfig(blocks=tuple(block(i, s) for i, s in enumerate(shape.blocks)), act_bits=8)
 
 
@@ -67,7 +67,7 @@ def test_low_rank_rule_is_the_toolkits():
 
 def test_a_config_that_does_not_fit_raises_config_error():
     shape = describe(create_model("mae_vit_test_p7_28"))
-    bad = CompressionConfig(blocks=(BlockConfig(5, 10),) * len(shape.blocks))
+    bad = CompressionConfig(blocks=(BlockConfig(heads=5, mlp_hidden=10),) * len(shape.blocks))
     with pytest.raises(ConfigError, match="heads"):
         decompose(shape, bad)
     with pytest.raises(ConfigError, match="no decoder"):

@@ -1,21 +1,22 @@
-"""Fewer heads, units, rank or bits never predict slower; predictions are fast and add up."""
+"""Fewer heads, units, rank or bits never predict slower; predictions are deterministic and add up."""
 from __future__ import annotations
 
-import time
+import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import profile_names
-from spaces.config import BlockConfig, CompressionConfig
+from spaces.config import BlockConfig, CompressionConfig, ConfigError
 from spaces.shape import LINEARS, BlockShape, ModelShape
 
 SHAPE = ModelShape(name="tiny", img_size=28, patch_size=4, in_chans=1, embed_dim=192, num_classes=10,
                    blocks=tuple(BlockShape(192, 3, 64, 768) for _ in range(2)), decoder_dim=128,
                    decoder_blocks=(BlockShape(128, 4, 32, 512),))
 PREDICTORS = [LatencyPredictor(n) for n in profile_names()]
+assert PREDICTORS, "no latency profiles found: the property tests below would check nothing"
 BITS = (32, 16, 8, 4)
 
 
@@ -27,7 +28,7 @@ def block_configs(draw, s: BlockShape):
     ranks = {k: draw(st.one_of(st.none(), st.integers(1, max(1, min(dims[k]))))) if min(dims[k]) > 0 else None
              for k in LINEARS}
     bits = {k: draw(st.sampled_from(BITS)) for k in LINEARS}
-    return BlockConfig(heads, units, ranks, bits)
+    return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits=bits)
 
 
 @st.composite
@@ -43,32 +44,34 @@ def _reduce(cfg: CompressionConfig, which: str, where: int, linear: str) -> Comp
     b = blocks[where]
     s = (SHAPE.blocks + SHAPE.decoder_blocks)[where]
     if which == "heads" and b.heads > 0:
-        new = BlockConfig(b.heads - 1, b.mlp_hidden, b.ranks, b.weight_bits)
+        new = BlockConfig(heads=b.heads - 1, mlp_hidden=b.mlp_hidden, ranks=b.ranks, weight_bits=b.weight_bits)
     elif which == "units" and b.mlp_hidden > 0:
-        new = BlockConfig(b.heads, b.mlp_hidden - 1, b.ranks, b.weight_bits)
+        new = BlockConfig(heads=b.heads, mlp_hidden=b.mlp_hidden - 1, ranks=b.ranks, weight_bits=b.weight_bits)
     elif which == "rank" and linear in b.live_linears():
         full = min(s.linear_dims(b.heads, b.mlp_hidden)[linear])
         r = b.ranks[linear] if b.ranks[linear] is not None else full
         if r <= 1:
             return None
-        new = BlockConfig(b.heads, b.mlp_hidden, {**b.ranks, linear: r - 1}, b.weight_bits)
+        new = BlockConfig(heads=b.heads, mlp_hidden=b.mlp_hidden, ranks={**b.ranks, linear: r - 1},
+                          weight_bits=b.weight_bits)
     elif which == "bits" and b.weight_bits[linear] > 4:
         lower = BITS[BITS.index(b.weight_bits[linear]) + 1]
-        new = BlockConfig(b.heads, b.mlp_hidden, b.ranks, {**b.weight_bits, linear: lower})
+        new = BlockConfig(heads=b.heads, mlp_hidden=b.mlp_hidden, ranks=b.ranks,
+                          weight_bits={**b.weight_bits, linear: lower})
     elif which == "act_bits" and cfg.act_bits == 32:
-        return CompressionConfig(cfg.blocks, act_bits=8, decoder_blocks=cfg.decoder_blocks)
+        return CompressionConfig(blocks=cfg.blocks, act_bits=8, decoder_blocks=cfg.decoder_blocks)
     else:
         return None
     blocks[where] = new
     n = len(cfg.blocks)
-    return CompressionConfig(tuple(blocks[:n]), act_bits=cfg.act_bits, decoder_blocks=tuple(blocks[n:]))
+    return CompressionConfig(blocks=tuple(blocks[:n]), act_bits=cfg.act_bits, decoder_blocks=tuple(blocks[n:]))
 
 
 def _fits(cfg: CompressionConfig) -> bool:
     try:
         cfg.validate_for(SHAPE)
         return True
-    except ValueError:
+    except ConfigError:
         return False
 
 
@@ -76,11 +79,11 @@ def _fits(cfg: CompressionConfig) -> bool:
 @given(cfg=configs(), which=st.sampled_from(("heads", "units", "rank", "bits", "act_bits")),
        where=st.integers(0, 2), linear=st.sampled_from(LINEARS), task=st.sampled_from(("classify", "reconstruct")))
 def test_fewer_heads_units_rank_or_bits_never_predict_slower(cfg, which, where, linear, task):
-    if not _fits(cfg):
-        return
+    cfg.validate_for(SHAPE)  # the strategy only draws configs that fit: a failure here is a bug, not a skip
     smaller = _reduce(cfg, which, where, linear)
-    if smaller is None or not _fits(smaller):
-        return
+    assume(smaller is not None)  # that knob is already at its floor
+    assume(_fits(smaller))  # e.g. fewer heads under a rank that no longer fits the pruned Linear
+    assert smaller != cfg
     for p in PREDICTORS:
         before, after = p.predict_ms(SHAPE, cfg, task=task), p.predict_ms(SHAPE, smaller, task=task)
         assert after <= before * (1 + 1e-12), (p.device.name, which, where, linear, before, after)
@@ -88,8 +91,10 @@ def test_fewer_heads_units_rank_or_bits_never_predict_slower(cfg, which, where, 
 
 def test_breakdown_sums_to_the_prediction():
     p = PREDICTORS[0]
-    cfg = CompressionConfig(blocks=(BlockConfig(2, 300, {"qkv": 16, "proj": None, "fc1": None, "fc2": 8},
-                                                {"qkv": 8, "proj": 4, "fc1": 16, "fc2": 32}), BlockConfig(0, 768)),
+    cfg = CompressionConfig(blocks=(BlockConfig(heads=2, mlp_hidden=300,
+                                                ranks={"qkv": 16, "proj": None, "fc1": None, "fc2": 8},
+                                                weight_bits={"qkv": 8, "proj": 4, "fc1": 16, "fc2": 32}),
+                                    BlockConfig(heads=0, mlp_hidden=768)),
                             act_bits=8)
     rows = p.breakdown_ms(SHAPE, cfg, task="classify")
     assert sum(r.ms for r in rows) + p.call_ms == pytest.approx(p.predict_ms(SHAPE, cfg, task="classify"))
@@ -97,15 +102,14 @@ def test_breakdown_sums_to_the_prediction():
     assert not any(r.name.startswith("blocks.1.attn") for r in rows)  # 0 heads: the branch is gone
 
 
-def test_a_prediction_costs_well_under_a_millisecond():
-    """The benchmark (benchmarks/latency_predict_time.py) holds the <= 1 ms figure; here a loose bound."""
-    p = PREDICTORS[0]
+def test_a_prediction_is_deterministic_and_positive():
+    """How fast a prediction is belongs to the benchmark (benchmarks/latency_predict_time.py, <= 1 ms);
+    here only what does not depend on the machine's load: same input, same finite positive answer."""
     cfg = CompressionConfig.identity(SHAPE)
-    p.predict_ms(SHAPE, cfg)
-    t0 = time.perf_counter()
-    for _ in range(200):
-        p.predict_ms(SHAPE, cfg)
-    assert (time.perf_counter() - t0) / 200 < 5e-3
+    for p in PREDICTORS:
+        for task in ("classify", "reconstruct"):
+            first = p.predict_ms(SHAPE, cfg, task=task)
+            assert math.isfinite(first) and first > 0 and first == p.predict_ms(SHAPE, cfg, task=task), (p.device.name, task)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -113,8 +117,7 @@ def test_a_prediction_costs_well_under_a_millisecond():
 def test_the_deployable_config_is_what_was_priced(cfg, task):
     """Exporting ``deployable_config`` gives exactly the predicted kernels: same prediction, no envelope
     left to apply, never less precise than the config asked for."""
-    if not _fits(cfg):
-        return
+    cfg.validate_for(SHAPE)  # the strategy only draws configs that fit
     for p in PREDICTORS[:4]:
         dep = p.deployable_config(SHAPE, cfg, task=task)
         dep.validate_for(SHAPE)

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from evaluators.latency.fit.calibrate import expected_keys
+from evaluators.latency.derive.build import build_all, default_model_ms
 from evaluators.latency.errors import ProfileError
+from evaluators.latency.fit.calibrate import expected_keys
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, SHIPPED_DIR, DeviceProfile, load_profile, profile_names
-from evaluators.latency.derive.build import build_all, default_model_ms
 
 
 def test_every_shipped_profile_is_complete_and_documented():
