@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from core.files import write_atomic
 from mae.checkpoints import CheckpointError, load_encoder_into, save_model
 from mae.data import DatasetError, iterate_batches, load_fashion_mnist
-from mae.metrics import autocast, reconstruction_mse, top1_accuracy
+from mae.metrics import autocast, cpu_has_fast_bf16, reconstruction_mse, top1_accuracy
 from mae.model import MAEClassifier, MaskedAutoencoder, create_model
 from mae.optim import optimizer_step, set_lr
 from mae.schedule import cosine_with_warmup
@@ -57,6 +57,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> l
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) one recipe; returns the final metrics written to ``metrics.json``."""
     torch.manual_seed(args.seed)
+    if args.bf16 is None:  # not given: bf16 where this CPU runs it fast (recorded in settings.json as resolved)
+        args.bf16 = cpu_has_fast_bf16()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-ratio", type=float, default=0.75)
     p.add_argument("--norm-pix-loss", action="store_true")
     p.add_argument("--augment-pretrain", action="store_true", help="shift/flip during pre-training too")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: where the CPU runs it fast, see mae.metrics.cpu_has_fast_bf16)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)

@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not start a new joint-space study with the uniform heuristic's largest configs "
                         "that fit the budget (up to 6 enqueued trials)")
-    p.add_argument("--no-bf16", action="store_true", help="run in fp32 (slower, bit-stable)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for recovery and scoring (default: where the CPU runs it fast, i.e. "
+                        "AVX-512/AMX; --no-bf16: fp32, bit-stable)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -157,6 +159,15 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def _resolve_bf16(flag: bool | None) -> bool:
+    """``--bf16`` / ``--no-bf16`` as given, else bf16 only where this CPU runs it fast."""
+    if flag is not None:
+        return flag
+    from mae.metrics import cpu_has_fast_bf16  # torch: imported only once the arguments are known good
+
+    return cpu_has_fast_bf16()
 
 
 def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
@@ -192,6 +203,6 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
         cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
         final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
-        limit_val=a.limit_val, bf16=not a.no_bf16, warm_start=not a.no_warm_start,
+        limit_val=a.limit_val, bf16=_resolve_bf16(a.bf16), warm_start=not a.no_warm_start,
         progress=not a.no_progress,
     )

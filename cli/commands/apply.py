@@ -21,7 +21,7 @@ from core.files import write_text_atomic
 from evaluators.latency.measure.host import compare_latency_ms, onnx_top1
 from evaluators.latency.measure.ort_timing import machine_summary
 from mae.data import iterate_batches
-from mae.metrics import reconstruction_mse, top1_accuracy
+from mae.metrics import cpu_has_fast_bf16, reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder, describe
 from spaces.config import CompressionConfig
 from toolkit.artifacts import read_config_file, save_compressed
@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of calibration and recovery (default: a winner.json's search seed, else 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-bf16", action="store_true")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast during recovery (default: where the CPU runs it fast; --no-bf16: fp32)")
     p.set_defaults(run=run)
 
 
@@ -78,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
     train = load_split(args.data, args.data_dir, "train", teacher)
     evaluation = load_split(args.data, args.data_dir, args.split, teacher).head(args.limit)
 
+    bf16 = cpu_has_fast_bf16() if args.bf16 is None else args.bf16
     t0 = time.perf_counter()
     student, report = compress(teacher, config, calib=train.head(256), train=train,
-                               recover_steps=args.recover_steps, bf16=not args.no_bf16, seed=args.seed,
+                               recover_steps=args.recover_steps, seed=args.seed,
+                               bf16=bf16,
                                progress=True, time_limit_s=args.recover_time_limit)
     compress_s = time.perf_counter() - t0
 
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                 "threads": args.threads, "batch": 1, "rounds": args.rounds,
                                 "machine": machine_summary()},
             "onnx_quantization": qrep.to_dict(), "compression": report.to_dict(), "compress_s": round(compress_s, 1),
+            "bf16": bf16,
         }
         if not is_mae:
             batches = ((x.numpy(), y.numpy()) for x, y in iterate_batches(evaluation, 1, shuffle=False))

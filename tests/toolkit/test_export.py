@@ -75,6 +75,7 @@ def test_fp32_classifier_matches_pytorch_with_dynamic_batch(tmp_path):
     assert names == {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
 
 
+@pytest.mark.usefixtures("needs_exact_ort_int8")
 def test_mae_exports_encoder_on_visible_tokens_and_decoder(tmp_path):
     mae = create_model(TEST, kind="mae").eval()
     path = export_onnx(mae, tmp_path / "m.onnx", mask_ratio=0.75, mask_seed=3)
@@ -116,6 +117,7 @@ def test_removed_attention_and_low_rank_export(tmp_path):
 
 
 # ---- quantization --------------------------------------------------------------------------------
+@pytest.mark.usefixtures("needs_exact_ort_int8")
 def test_int8_dynamic_only_selected_linears_and_ort_weights_equal_simulation(tmp_path):
     m = _classifier()
     fp32 = export_onnx(m, tmp_path / "c.onnx")
@@ -142,6 +144,7 @@ def test_int8_dynamic_only_selected_linears_and_ort_weights_equal_simulation(tmp
         assert np.abs(_run(tmp_path / "q.onnx", x) - m(x).numpy()).max() < 0.1
 
 
+@pytest.mark.usefixtures("needs_exact_ort_int8")
 def test_int8_dynamic_matches_simulation_at_batch_1(tmp_path):
     m = _classifier()
     cfg = _config(m, {0: {k: 8 for k in ("qkv", "proj", "fc1", "fc2")}, 1: {"fc1": 8}})
@@ -158,6 +161,7 @@ def test_int8_dynamic_matches_simulation_at_batch_1(tmp_path):
         assert np.allclose(ref, sim(x).numpy(), atol=1e-4)
 
 
+@pytest.mark.usefixtures("needs_exact_ort_int8")
 def test_int8_static_qdq_matches_simulation(tmp_path):
     m = _classifier()
     calib = [_images(16, 10), _images(16, 11)]
@@ -211,6 +215,7 @@ def test_int4_pads_a_partial_block(tmp_path):
         assert np.allclose(_run(tmp_path / "q.onnx", x), sim(x).numpy(), atol=1e-4)
 
 
+@pytest.mark.usefixtures("needs_exact_ort_int8")
 def test_mixed_bits_with_int8_activations(tmp_path):
     m = _classifier()
     calib = [_images(16, 13)]
