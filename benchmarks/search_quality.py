@@ -5,7 +5,9 @@ profile) for every variant x seed, at equal trial counts, and prints one table:
 
 * joint per-layer space with TPE, NSGA-II and random sampling;
 * single-technique searches (pruning only, quantization only, low-rank only; TPE);
-* the uniform heuristic (one pruning ratio / bit-width / rank fraction for every layer; TPE).
+* the uniform heuristic (one pruning ratio / bit-width / rank fraction for every layer; TPE);
+* the ``allocate`` strategy (issue 13: a measured sensitivity table solved exactly under the budget by
+  ``search/allocate.py``, TPE over the damage weights and the budget share; ``search/allocation_space.py``).
 
 The joint and single-technique searches start, as every new joint-space study does, with the uniform
 heuristic's largest configs within budget (``search/warm_start.py``; up to 6 of the 40 trials).
@@ -55,6 +57,7 @@ VARIANTS: dict[str, list[str]] = {
     "quant only": ["--sampler", "tpe", "--techniques", "quant"],
     "low-rank only": ["--sampler", "tpe", "--techniques", "lowrank"],
     "uniform": ["--sampler", "tpe", "--techniques", COMPRESSION, "--space", "uniform"],
+    "allocate TPE": ["--sampler", "tpe", "--techniques", COMPRESSION, "--strategy", "allocate"],
 }
 
 

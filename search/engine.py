@@ -165,10 +165,16 @@ def search(settings: SearchSettings) -> SearchOutcome:
         indent=2, default=str) + "\n")
     study.set_user_attr("settings", settings.to_dict())
     n_trials = trials_to_run(settings, study)
-    if settings.warm_start and settings.space == "joint" and not settings.join and not study.trials and n_trials:
-        seeds = seed_params(setup.shape, setup.space, lambda c: setup.predict_ms(setup.deployable(c)),
-                            settings.budget_ms, n=min(WARM_START_TRIALS, n_trials))
-        enqueue_seeds(study, seeds)
+    if settings.warm_start and settings.space in ("joint", "allocate") and not settings.join and not study.trials \
+            and n_trials:
+        if settings.space == "joint":
+            seeds = seed_params(setup.shape, setup.space, lambda c: setup.predict_ms(setup.deployable(c)),
+                                settings.budget_ms, n=min(WARM_START_TRIALS, n_trials))
+        else:  # the unweighted allocation at a few budget shares
+            from search.allocation_space import seed_params as allocation_seeds
+
+            seeds = allocation_seeds(setup.space)[:n_trials]
+        enqueue_seeds(study, seeds, "uniform heuristic" if settings.space == "joint" else "unweighted allocation")
     if n_trials == 0:
         print(f"study {study.study_name} already holds {settings.trials} finished trials: "
               "raise --trials to run more")

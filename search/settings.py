@@ -20,7 +20,7 @@ from spaces.space import TECHNIQUES
 SAMPLERS = ("tpe", "nsga2", "random")
 TASKS = ("classify", "reconstruct")
 BACKENDS = ("optuna", "ray")
-SPACES = ("joint", "uniform")
+SPACES = ("joint", "uniform", "allocate")
 
 
 class SettingsError(UserError, ValueError):
@@ -39,6 +39,7 @@ class SearchSettings:
     timeout_s: float | None = 15 * 60
     sampler: str = "tpe"
     space: str = "joint"
+    sensitivity_images: int = 64
     techniques: tuple[str, ...] = TECHNIQUES
     storage: str | None = None
     study_name: str | None = None
@@ -107,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "undone is run; raise it to add trials)")
     p.add_argument("--timeout", default="15min", help="stop starting trials after this long: 900s, 15min, 0 = none")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
-    p.add_argument("--space", choices=SPACES, default="joint",
-                   help="joint: per-layer knobs; uniform: one ratio for every layer (a baseline)")
+    p.add_argument("--strategy", "--space", dest="space", choices=SPACES, default="joint",
+                   help="joint: per-layer knobs sampled raw; uniform: one ratio for every layer (a baseline); "
+                        "allocate: a measured sensitivity table solved exactly under the budget, Optuna "
+                        "searching the damage weights, the budget share and distillation")
+    p.add_argument("--sensitivity-images", type=int, default=64,
+                   help="allocate: calibration images of the sensitivity table (cached on disk)")
     p.add_argument("--techniques", default=",".join(TECHNIQUES),
                    help=f"comma-separated subset of {','.join(TECHNIQUES)}")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in results/<study>/)")
@@ -198,7 +203,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     return SearchSettings(
         budget_ms=budget_ms, device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
         task=a.task, trials=a.trials, timeout_s=parse_duration_s(a.timeout), sampler=a.sampler,
-        techniques=techniques, space=a.space, storage=a.storage, study_name=a.study_name, resume=a.resume,
+        techniques=techniques, space=a.space, sensitivity_images=a.sensitivity_images, storage=a.storage, study_name=a.study_name, resume=a.resume,
         join=a.join, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
         cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,

@@ -75,6 +75,25 @@ def model_spec_for(settings: SearchSettings) -> str:
     return settings.model
 
 
+def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape, splits: dict[str, ImageSplit],
+                predictor: LatencyPredictor) -> SearchSpace:
+    """The space of ``--strategy``; ``allocate`` measures (or loads from the cache) the teacher's
+    sensitivity table on a seeded calibration batch of the training split first."""
+    techniques = frozenset(settings.techniques)
+    if settings.space == "uniform":
+        return UniformSpace(shape=shape, techniques=techniques, distill_steps=settings.recover_steps)
+    if settings.space == "joint":
+        return JointSpace(shape=shape, techniques=techniques, distill_steps=settings.recover_steps)
+    from evaluators.sensitivity import build_table
+    from search.allocation_space import AllocationSpace
+
+    table = build_table(teacher, splits["train"], images=settings.sensitivity_images, seed=settings.seed,
+                        data_name=settings.data, progress=settings.progress)
+    return AllocationSpace(shape=shape, table=table, predictor=predictor, budget_ms=settings.budget_ms,
+                           techniques=techniques, task="reconstruct" if settings.task == "reconstruct" else "classify",
+                           distill_steps=settings.recover_steps)
+
+
 def build_setup(settings: SearchSettings) -> SearchSetup:
     torch.manual_seed(settings.seed)
     spec = model_spec_for(settings)
@@ -93,11 +112,11 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
                             f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
     shape = describe(teacher, name=spec)
+    predictor = LatencyPredictor(settings.device)
     sha = file_sha256(resolved.path) if resolved.path is not None and resolved.path.is_file() else None
     return SearchSetup(
-        teacher=teacher, shape=shape, splits=splits, predictor=LatencyPredictor(settings.device),
-        space=(UniformSpace if settings.space == "uniform" else JointSpace)(
-            shape=shape, techniques=frozenset(settings.techniques), distill_steps=settings.recover_steps),
+        teacher=teacher, shape=shape, splits=splits, predictor=predictor,
+        space=build_space(settings, teacher, shape, splits, predictor),
         evaluator=TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed),
         model_sha256=sha,
     )

@@ -77,8 +77,9 @@ def seed_params(shape: ModelShape, space: JointSpace, predict_ms: Callable[[Comp
     return [params for _, params in sorted(seeds, key=lambda t: -t[0])[:n]]
 
 
-def enqueue_seeds(study: optuna.Study, params: list[dict[str, Any]]) -> int:
-    """Enqueue the seeds as the study's next trials (``skip_if_exists``: never twice); returns how many."""
+def enqueue_seeds(study: optuna.Study, params: list[dict[str, Any]], label: str = "uniform heuristic") -> int:
+    """Enqueue the seeds as the study's next trials (``skip_if_exists``: never twice), each with the user
+    attribute ``warm_start = label``; returns how many."""
     for p in params:
-        study.enqueue_trial(p, user_attrs={"warm_start": "uniform heuristic"}, skip_if_exists=True)
+        study.enqueue_trial(p, user_attrs={"warm_start": label}, skip_if_exists=True)
     return len(params)

@@ -48,9 +48,29 @@ def rank_for(fraction: float, in_features: int, out_features: int) -> int | None
     return r if r * (in_features + out_features) < in_features * out_features else None
 
 
+def sample_distill(trial: TrialLike, techniques: frozenset[str], steps: int, lr: float) -> DistillConfig:
+    """The distillation knobs every space searches the same way (temperature, alpha, feature weight);
+    no recovery when ``distill`` is not searched or ``steps`` is 0."""
+    if "distill" not in techniques or steps <= 0:
+        return DistillConfig(steps=0)
+    return DistillConfig(
+        temperature=trial.suggest_float("distill.temperature", 1.0, 8.0, log=True),
+        alpha=trial.suggest_float("distill.alpha", 0.0, 1.0),
+        feature_weight=trial.suggest_categorical("distill.feature_weight", (0.0, 0.1, 1.0)),
+        steps=steps, lr=lr,
+    )
+
+
 def _mlp_step(units: int) -> int:
     """Granularity of MLP pruning: eighths of the original width (at least 1 unit)."""
     return max(1, units // 8)
+
+
+def mlp_levels(units: int) -> tuple[int, ...]:
+    """MLP units the joint space can keep in a block of ``units``: 0, one step, ..., ``units``
+    (what ``suggest_int(0, units, step=_mlp_step(units))`` draws, plus the full width; shared with the
+    sensitivity table so that the table and the search agree)."""
+    return tuple(range(0, units, _mlp_step(units))) + (units,) if units else (0,)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,14 +119,7 @@ class JointSpace:
                                  decoder_blocks=decoder)
 
     def _distill(self, trial: TrialLike) -> DistillConfig:
-        if "distill" not in self.techniques or self.distill_steps <= 0:
-            return DistillConfig(steps=0)
-        return DistillConfig(
-            temperature=trial.suggest_float("distill.temperature", 1.0, 8.0, log=True),
-            alpha=trial.suggest_float("distill.alpha", 0.0, 1.0),
-            feature_weight=trial.suggest_categorical("distill.feature_weight", (0.0, 0.1, 1.0)),
-            steps=self.distill_steps, lr=self.distill_lr,
-        )
+        return sample_distill(trial, self.techniques, self.distill_steps, self.distill_lr)
 
 
 @dataclass(frozen=True, kw_only=True)
