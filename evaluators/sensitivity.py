@@ -27,7 +27,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -337,6 +337,16 @@ class _Probe:
                 return max(0.0, float(F.kl_div(logp, self.teacher_logp, reduction="batchmean", log_target=True)))
             pred = student.forward_decoder(student.norm(x), self.ids_restore)
         return float(masked_patch_loss(pred, self.target, self.mask)) - self.teacher_loss
+
+
+def config_damages(teacher: nn.Module, x: torch.Tensor, configs: Iterable[CompressionConfig], *,
+                   seed: int = 0) -> list[float]:
+    """Measured damage of each whole ``config`` (every knob at once) on the batch ``x: [N, C, H, W]``,
+    in the table's unit: what :func:`additive_damage` predicts from single-knob rows (issue 13, item 5)."""
+    teacher = teacher.eval()
+    probe = _Probe(teacher, x, seed)
+    first = block_labels(describe(teacher), task_of(teacher))[0][0]
+    return [probe.damage(apply(teacher, c), first) for c in configs]
 
 
 def _plan(shape: ModelShape, task: str, kinds: Collection[str]) -> Iterator[tuple[str, str, float, bool]]:

@@ -198,7 +198,8 @@ def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSetti
     winner = None
     if best is not None:
         winner = export_winner(study, best, setup, settings, out_dir)
-        table = layer_table(CompressionConfig.from_dict(winner["config"]), CompressionConfig.identity(setup.shape))
+        table = layer_table(CompressionConfig.from_dict(winner["config"]), CompressionConfig.identity(setup.shape),
+                            sensitivity=getattr(setup.space, "table", None), shape=setup.shape)
         write_atomic(out_dir / "winner_layers.csv", lambda tmp: table.to_csv(tmp, index=False))
         layer_plot(table, out_dir / "winner_layers.html", f"winner (trial {best.number}) per layer")
     print_summary(study, df, metric, settings, out_dir, winner, failed, interrupted)

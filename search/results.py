@@ -20,7 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.files import write_atomic
+from evaluators.sensitivity import SensitivityTable, config_levels, knob_type
 from spaces.config import CompressionConfig
+from spaces.shape import ModelShape
 
 # user attrs the objective sets that become columns of their own, under the same name
 ATTR_COLUMNS = ("feasible", "stage", "cheap_score", "params", "macs", "size_mb")
@@ -204,8 +206,12 @@ def pareto_plot(study: optuna.Study, budget_ms: float, path: Path, title: str) -
     write_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 
 
-def layer_table(config: CompressionConfig, original: CompressionConfig) -> pd.DataFrame:
-    """Per block of the winner: heads and units kept of the original, bits and ranks per Linear."""
+def layer_table(config: CompressionConfig, original: CompressionConfig, *,
+                sensitivity: SensitivityTable | None = None, shape: ModelShape | None = None) -> pd.DataFrame:
+    """Per block of the winner: heads and units kept of the original, bits and ranks per Linear; with a
+    ``sensitivity`` table (and the model's ``shape``), the measured single-knob damage of every level the
+    winner chose, by knob type (``damage_heads``, ``damage_mlp``, ``damage_bits``, ``damage_rank``) and
+    their sum (``damage``): why this layer got this allocation."""
     rows = []
     groups = [("encoder", config.blocks, original.blocks), ("decoder", config.decoder_blocks, original.decoder_blocks)]
     for part, blocks, orig in groups:
@@ -217,18 +223,38 @@ def layer_table(config: CompressionConfig, original: CompressionConfig) -> pd.Da
                 row[f"{k}_bits"] = b.weight_bits[k] if live else None
                 row[f"{k}_rank"] = b.ranks[k] if live else None
             rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if sensitivity is not None and shape is not None:
+        damage: dict[tuple[str, str], float] = {}
+        for label, knob, level in config_levels(shape, config, sensitivity.task):
+            d = sensitivity.damage(label, knob, level)
+            key = (label, knob_type(knob))
+            damage[key] = damage.get(key, 0.0) + (d if d is not None else math.nan)
+        labels = [("b" if part == "encoder" else "d") + str(i) for part, i in zip(table["part"], table["block"])]
+        for t in ("heads", "mlp", "bits", "rank"):
+            table[f"damage_{t}"] = [damage.get((label, t), 0.0) for label in labels]
+        table["damage"] = table[[f"damage_{t}" for t in ("heads", "mlp", "bits", "rank")]].sum(axis=1)
+    return table
 
 
 def layer_plot(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Share of heads and MLP units kept per block, and the weight bits per Linear."""
+    """Per block: share of heads and MLP units kept, weight bits and SVD rank per Linear, and (when the
+    table has them) the sensitivity table's damage of the chosen levels."""
     label = table["part"].str[0] + table["block"].astype(str)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("kept share", "weight bits"))
+    panels = ["kept share", "weight bits", "SVD rank (empty: dense)"]
+    has_damage = "damage" in table
+    if has_damage:
+        panels.append("measured single-knob damage of the chosen levels")
+    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=panels, vertical_spacing=0.08)
     fig.add_trace(go.Bar(x=label, y=table["heads"] / table["heads_of"], name="heads"), row=1, col=1)
     fig.add_trace(go.Bar(x=label, y=table["mlp_hidden"] / table["mlp_of"], name="MLP units"), row=1, col=1)
     for k in ("qkv", "proj", "fc1", "fc2"):
-        fig.add_trace(go.Bar(x=label, y=table[f"{k}_bits"], name=f"{k} bits"), row=1, col=2)
-    fig.update_layout(title=title, barmode="group")
+        fig.add_trace(go.Bar(x=label, y=table[f"{k}_bits"], name=f"{k} bits"), row=2, col=1)
+        fig.add_trace(go.Bar(x=label, y=table[f"{k}_rank"], name=f"{k} rank"), row=3, col=1)
+    if has_damage:
+        for t in ("heads", "mlp", "bits", "rank"):
+            fig.add_trace(go.Bar(x=label, y=table[f"damage_{t}"], name=f"damage: {t}"), row=4, col=1)
+    fig.update_layout(title=title, barmode="group", height=300 * len(panels))
     write_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 
 

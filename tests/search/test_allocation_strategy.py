@@ -35,3 +35,20 @@ def test_a_search_with_the_allocate_strategy_runs_and_starts_from_its_seeds(tmp_
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4 and all(t.user_attrs["feasible"] for t in done)
     assert outcome.winner is not None and outcome.winner["metrics"]["latency_ms"] <= 0.3
+
+
+def test_the_winner_layer_view_shows_every_knob_beside_its_measured_damage(tmp_path, tiny_ckpt, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    outcome = search(quick_settings(tmp_path, tiny_ckpt, space="allocate", sensitivity_images=32, trials=2))
+    layers = pd.read_csv(outcome.out_dir / "winner_layers.csv")
+    for column in ("heads", "mlp_hidden", "qkv_bits", "fc1_rank", "damage_heads", "damage_mlp", "damage_bits",
+                   "damage_rank", "damage"):
+        assert column in layers, column
+    # (the test model is untrained -- its head is near zero, so its KL damages are ~0 and the allocator
+    # may remove everything; the damages of a real model are checked in tests/evaluators/test_sensitivity.py)
+    assert (layers["damage"] >= 0).all()
+    assert layers["damage"].equals(layers[["damage_heads", "damage_mlp", "damage_bits", "damage_rank"]].sum(axis=1))
+    html = (outcome.out_dir / "winner_layers.html").read_text()
+    assert "measured single-knob damage" in html and "SVD rank" in html
