@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from evaluators.latency.fit.sources import arm_latency_dir
+from mae.checkpoints import save_model
 from mae.data import DEFAULT_FASHION_MNIST_DIR, load_fashion_mnist
+from mae.model import create_model
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +72,12 @@ def needs_exact_ort_int8(ort_int8_exact):
     """Skip a test that compares ORT's int8 output with the simulation where ORT's kernel saturates."""
     if not ort_int8_exact:
         pytest.skip("ONNX Runtime's int8 MatMul saturates on this CPU (AVX2 without VNNI); see tests/conftest.py")
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> str:
+    """A classifier checkpoint of the test preset (random weights: the search and the CLIs do not care)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(create_model("mae_vit_test_p7_28"), path)
+    return str(path)

@@ -4,21 +4,10 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 from cli.main import main
 from evaluators.sensitivity import SensitivityTable
-from mae.checkpoints import save_model
 from mae.data import DEFAULT_FASHION_MNIST_DIR
-from mae.model import create_model
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "tiny.safetensors"
-    save_model(create_model("mae_vit_test_p7_28"), path)
-    return str(path)
 
 
 def _data_args() -> list[str]:

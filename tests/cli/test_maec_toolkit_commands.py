@@ -3,20 +3,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from cli.main import main
-from mae.checkpoints import save_model
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "tiny.safetensors"
-    save_model(create_model("mae_vit_test_p7_28"), path)
-    return str(path)
 
 
 def _one_error_line(capsys) -> str:
