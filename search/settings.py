@@ -93,8 +93,16 @@ class SearchSettings:
         return d
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse exits with status 2 on bad arguments already; keep its message to one sentence (no usage
+    block), like ``maec``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="run_search.py",
         description="Search the best compressed MAE ViT that fits an on-device latency budget.")
     p.add_argument("--budget", required=True, help="latency budget with a unit: 20ms, 0.02s, 20000us")
@@ -188,7 +196,8 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
                              ("--recover-steps", a.recover_steps, 0), ("--final-recover-steps", a.final_recover_steps, 0),
                              ("--limit-train", 1 if a.limit_train is None else a.limit_train, 1),
-                             ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1)):
+                             ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1),
+                             ("--sensitivity-images", a.sensitivity_images, 1)):
         if value < low:
             raise SettingsError(f"{name} must be at least {low}, got {value}")
     if a.resume and a.join:

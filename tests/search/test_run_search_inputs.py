@@ -45,10 +45,18 @@ class _RunsCode:
     (["--budget", "20ms", "--resume", "--join"], "exclude each other"),
     (["--budget", "20ms", "--limit-val", "0"], "--limit-val must be at least 1"),
     (["--budget", "20ms", "--ray-address", "auto"], "needs --backend ray"),
+    (["--budget", "20ms", "--strategy", "allocate", "--sensitivity-images", "0"], "--sensitivity-images must be at least 1"),
 ])
 def test_bad_options_exit_2_with_one_sentence(args, words, capsys):
     assert main(args) == 2
     assert words in _one_sentence(capsys)
+
+
+def test_unparsable_arguments_exit_2_with_one_sentence_and_no_usage_block(capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own exit, before any settings exist
+        main(["--budget", "20ms", "--strategy", "greedy"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'greedy'" in _one_sentence(capsys)
 
 
 def test_missing_data_exits_2_with_one_sentence(tmp_path, tiny_ckpt, capsys):
