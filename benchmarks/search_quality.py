@@ -43,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -207,7 +208,30 @@ def main() -> int:
             j, r = mean_of("joint TPE", key), mean_of("joint random", key)
             if j is not None and r:
                 print(f"target: joint TPE hypervolume {label} / random's = {j / r:.2f} (>= 1.1: {j / r >= 1.1})")
+    if "allocate TPE" in by:
+        print()
+        for other in ("uniform", "joint TPE"):
+            paired_difference(by, "allocate TPE", other)
+        for key, label in (("hv_budget", "<= budget"), ("hv_wide", f"<= {args.wide_ref_ms:g} ms")):
+            a, u = mean_of("allocate TPE", key), mean_of("uniform", key)
+            if a is not None and u:
+                print(f"allocate TPE hypervolume {label} / uniform's = {a / u:.2f}")
     return 0
+
+
+def paired_difference(by: dict[str, list[dict]], a: str, b: str, resamples: int = 10_000) -> None:
+    """Test top-1 of ``a`` minus ``b`` per seed (the same seed: the same data order and start), its mean
+    and a paired bootstrap 95% interval over seeds (numpy, seeded)."""
+    tests = {v: {r["seed"]: r["test"] for r in by.get(v, []) if r["test"] is not None} for v in (a, b)}
+    seeds = sorted(set(tests[a]) & set(tests[b]))
+    if not seeds:
+        return
+    d = np.array([tests[a][s] - tests[b][s] for s in seeds]) * 100
+    rng = np.random.default_rng(0)
+    boots = [rng.choice(d, len(d)).mean() for _ in range(resamples)]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    print(f"{a} - {b}, test top-1: {d.mean():+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d)}; "
+          f"paired bootstrap 95% [{lo:+.2f}, {hi:+.2f}], n = {len(d)} seeds)")
 
 
 if __name__ == "__main__":
