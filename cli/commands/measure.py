@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from core.errors import UsageError
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --out FILE.csv (measure here) or --export-kit DIR")
     if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
         raise UsageError("--threads, --repeats and --rounds must be at least 1 and --warmup at least 0")
+    # before building hundreds of ONNX files: a place we cannot write to is refused now, not at the end
+    _check_writable(Path(args.export_kit) if args.export_kit else Path(args.out).parent or Path("."),
+                    "--export-kit" if args.export_kit else "--out")
     # rows stream >= 4x this machine's L2 of weights (a kit: 4 MB, fine for Pi-class boards)
     span = SPAN_BYTES if args.export_kit else max(SPAN_BYTES, 4 * l2_bytes())
     items = sweep_items(args.sweep, args.seed, ops=args.what != "models", models=args.what != "ops", span=span)
@@ -49,3 +53,16 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device, rounds=args.rounds, progress=not args.quiet)
     print(f"wrote {n} rows to {args.out}; next: `maec calibrate {args.out} --name NAME`")
     return 0
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """UsageError (one sentence) unless ``folder`` exists or can be made, and a file can be created in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".maec-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{option}: cannot write to {folder} ({e.strerror or type(e).__name__}); "
+                         "choose a writable place") from None
+

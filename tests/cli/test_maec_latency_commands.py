@@ -51,6 +51,8 @@ def test_inspect_a_full_mae_prices_reconstruction(capsys):
     (["calibrate", "BAD", "--name", "x"], "not a `maec measure` CSV"),
     (["measure"], "exactly one of"),
     (["measure", "--out", "x.csv", "--threads", "0"], "at least 1"),
+    (["measure", "--out", "/proc/nowhere/x.csv"], "--out: cannot write to /proc/nowhere"),
+    (["measure", "--export-kit", "/proc/kit"], "--export-kit: cannot write to /proc/kit"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
