@@ -12,8 +12,8 @@ recovery, 1,000 validation images) in ``--results-dir`` and, per budget:
    what each search was given).
 2. **The same final recovery for every contender.** Each search's top ``--top`` feasible trials by their
    cheap validation score are re-built with ``--recover-steps`` of distillation at the default
-   distillation settings (``DistillConfig()``: the temperature a search sampled at the cheap fidelity
-   was never scored), then scored on the whole validation split and on the 10,000 test images.
+   distillation settings and the search's recovery learning rate (``DistillConfig(lr=SEARCH_RECOVERY_LR)``:
+   a temperature a search sampled at the cheap fidelity was never scored), then scored on the whole validation split and on the 10,000 test images.
 3. **Report.** Per search, the trial with the best *recovered validation* score is its pick; its test
    top-1 is what a user of that search gets. Mean and range over seeds, the paired difference per seed
    with a bootstrap interval (numpy, seeded), and the hypervolume of the recovered validation points
@@ -128,9 +128,10 @@ def _init_worker(budget: str, threads: int) -> None:
 def recover_one(config_dict: dict, steps: int) -> dict:
     """Re-build one config with the common recovery; its validation and test top-1."""
     from spaces.config import CompressionConfig, DistillConfig
+    from spaces.space import SEARCH_RECOVERY_LR
 
     t0 = time.perf_counter()
-    config = replace(CompressionConfig.from_dict(config_dict), distill=DistillConfig(steps=steps))
+    config = replace(CompressionConfig.from_dict(config_dict), distill=DistillConfig(steps=steps, lr=SEARCH_RECOVERY_LR))
     student, _ = _SETUP.evaluator.compress(config, recover_steps=steps)
     return {"val": _SETUP.evaluator.score(student, "val"), "test": _SETUP.evaluator.score(student, "test"),
             "steps": steps, "seconds": round(time.perf_counter() - t0, 1)}
@@ -195,7 +196,7 @@ def report(args, budget_s, used, chosen, cache, key, wall_s: float) -> None:
     print(f"equal wall-clock per seed (summed trial seconds of {args.reference}): "
           + ", ".join(f"seed {s}: {budget_s[s]:.0f} s" for s in args.seeds))
     print(f"each search's top {args.top} feasible trials by cheap val top-1, re-built with {args.recover_steps} "
-          "distillation steps (default settings), scored on the whole validation split and the test split\n")
+          "distillation steps (default settings, peak lr 3e-4), scored on the whole validation split and the test split\n")
     print("| search | trials within the time | pick's recovered val top-1 (%) | pick's test top-1 (%) | "
           "best cheap val top-1 (%) | hypervolume, recovered val |")
     print("|---|---|---|---|---|---|")
