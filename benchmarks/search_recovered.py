@@ -57,8 +57,10 @@ def load(folder: Path, name: str) -> optuna.Study:
 
 
 def spent_s(trial: optuna.trial.FrozenTrial) -> float:
-    """How long the trial ran (0 for one that never finished)."""
-    if trial.datetime_start is None or trial.datetime_complete is None:
+    """How long the trial ran (0 for one that never finished, or was failed by ``--resume`` after a kill:
+    its end is when the resume ran)."""
+    if trial.datetime_start is None or trial.datetime_complete is None or \
+            str(trial.user_attrs.get("fail_reason", "")).startswith("interrupted:"):
         return 0.0
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
