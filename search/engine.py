@@ -20,7 +20,7 @@ from search.settings import SearchSettings, SettingsError
 from search.setup import SearchSetup, build_setup
 from search.storage import dashboard_command, make_storage
 from search.warm_start import enqueue_seeds, seed_params
-from search.winner import best_feasible, closest_trials, export_winner
+from search.winner import choose_winner, closest_trials, export_winner, predicted_latency_ms
 from spaces.config import CompressionConfig
 
 WARM_START_TRIALS = 6
@@ -110,7 +110,8 @@ def trials_to_run(settings: SearchSettings, study: optuna.Study) -> int:
 
 
 class _RecordFailures:
-    """Wraps the objective: an exception becomes a FAIL trial with its reason in ``fail_reason``."""
+    """Wraps the objective: an exception becomes a FAIL trial with its reason in ``fail_reason`` (a pruned
+    trial stays pruned)."""
 
     def __init__(self, objective: Objective):
         self.objective = objective
@@ -118,6 +119,8 @@ class _RecordFailures:
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         try:
             return check_finite(self.objective(trial))
+        except optuna.TrialPruned:  # far over budget: recorded as pruned, not as a failure
+            raise
         except Exception as e:
             trial.set_user_attr("fail_reason", fail_reason(e))
             raise
@@ -190,11 +193,11 @@ def search(settings: SearchSettings) -> SearchOutcome:
 def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSettings, out_dir: Path,
                   interrupted: int = 0) -> SearchOutcome:
     metric = setup.evaluator.metric_name
+    best = choose_winner(study, setup, settings)  # first: it may recover the top trials, which the tables show
     df = write_tables(study, out_dir)
     pareto_plot(study, settings.budget_ms, out_dir / "pareto.html",
                 f"{study.study_name}: validation {metric} vs predicted latency on {setup.predictor.device.name}")
     failed = int((df["state"] == "FAIL").sum()) if len(df) else 0
-    best = best_feasible(study)
     winner = None
     if best is not None:
         winner = export_winner(study, best, setup, settings, out_dir)
@@ -208,21 +211,24 @@ def write_results(study: optuna.Study, setup: SearchSetup, settings: SearchSetti
 
 def print_summary(study, df, metric: str, settings: SearchSettings, out_dir: Path, winner: dict | None,
                   failed: int, interrupted: int) -> None:
-    done = int((df["state"] == "COMPLETE").sum()) if len(df) else 0
-    print(f"\nstudy {study.study_name}: {len(df)} trials ({done} complete, {failed} failed"
+    count = (lambda state: int((df["state"] == state).sum()) if len(df) else 0)  # noqa: E731
+    pruned = f"{count('PRUNED')} pruned far over budget, " if count("PRUNED") else ""
+    print(f"\nstudy {study.study_name}: {len(df)} trials ({count('COMPLETE')} complete, {pruned}{failed} failed"
           + (f", {interrupted} interrupted by a kill" if interrupted else "") + ")")
     if winner is None:
         print(f"no trial fits the {settings.budget_ms:g} ms budget. Closest trials:")
         for t in closest_trials(study):
-            print(f"  trial {t.number}: {t.values[1]:.2f} ms predicted, {metric} {t.values[0]:.4f}  "
-                  f"{t.user_attrs.get('summary', '')}")
+            score = f"{metric} {t.values[0]:.4f}" if t.values else "not scored"
+            print(f"  trial {t.number}: {predicted_latency_ms(t):.2f} ms predicted, {score}  {t.user_attrs.get('summary', '')}")
         print("Raise --budget, add techniques, or run more --trials (with --resume).")
         return
-    front = pareto_front(study, df)[["number", metric, "latency_ms", "stage", "params", "size_mb"]]
-    print("Pareto front (feasible, validation):")
+    front = pareto_front(study, df)[["number", metric, "latency_ms", "stage", "recovered_score", "params", "size_mb"]]
+    print(f"Pareto front (feasible; validation {metric} at the {settings.fidelity} fidelity):")
     print(front.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     m = winner["metrics"]
-    print(f"\nwinner: trial {winner['provenance']['trial']}, val {metric} {m[f'val_{metric}']:.4f}, "
+    recovered = m.get(f"val_{metric}_recovered")
+    print(f"\nwinner: trial {winner['provenance']['trial']}, val {metric} {m[f'val_{metric}']:.4f} ({settings.fidelity})"
+          + (f", {recovered:.4f} recovered" if recovered is not None and settings.fidelity == "cheap" else "") + ", "
           f"test {metric} {m[f'test_{metric}']:.4f} (teacher {m[f'teacher_test_{metric}']:.4f}), "
           f"predicted {m['latency_ms']:.2f} ms (teacher {m['teacher_latency_ms']:.2f} ms, budget {m['budget_ms']:g} ms)")
     print(f"exported: {out_dir / 'winner.json'}")

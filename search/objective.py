@@ -1,14 +1,19 @@
 """The objective of one trial: ``(score, latency_ms)`` with the latency budget as an Optuna constraint.
 
-Stages, cheapest first (multi-fidelity, written out because Optuna's pruners do not support
-multi-objective studies):
+One fidelity per objective (``--fidelity``): the value the sampler learns from is always the same kind
+of score, so TPE/NSGA-II never model two quantities as one.
 
 1. **predict**: sample a config, predict its on-device latency from the architecture alone. A trial
-   far over budget (``far_over_budget`` x budget) is recorded without building a model (score 0).
-2. **cheap**: compress without recovery, score on a validation subset.
-3. **recover**: only for *promising* trials (within budget, and a cheap score no worse than the best
-   feasible cheap score so far minus ``promising_margin``): distillation recovery, then the whole
-   validation split. Other trials keep their cheap score.
+   far over budget (``far_over_budget`` x budget) is *pruned*: recorded as infeasible (its constraint
+   says by how much) without a score -- no invented accuracy reaches the sampler (constraint-aware TPE
+   ranks infeasible trials by their violation alone).
+2. **score** at the study's fidelity:
+
+   * ``cheap`` (default): compress without recovery, score on ``cheap_val_images`` validation images.
+     Recovery happens after the search, for the top trials only (:mod:`search.winner`), and its scores
+     are kept apart (study user attr ``recovered_scores``, column ``recovered_score``).
+   * ``recovered``: every scored trial gets ``recover_steps`` of distillation and the whole validation
+     split (slow; the sampler then also learns the distillation settings).
 
 The score is always a validation score; the test split is touched once, for the winner, at the end.
 """
@@ -29,24 +34,6 @@ from toolkit.stats import count_macs, weight_bytes
 
 CONSTRAINT_KEY = "latency_over_budget_ms"
 OBJECTIVE_NAMES = {"accuracy": ("accuracy", "latency_ms"), "psnr_db": ("psnr_db", "latency_ms")}
-
-
-def best_feasible_cheap_score(trial: optuna.trial.BaseTrial) -> float:
-    """The best cheap score of finished feasible trials in ``trial``'s study (-inf without a study).
-
-    A trial run by a Ray worker has no study at hand: the driver looked the score up when it sampled
-    the trial and hands it over as ``trial.best_cheap_score``.
-    """
-    known = getattr(trial, "best_cheap_score", None)
-    if known is not None:
-        return float(known)
-    study = getattr(trial, "study", None)
-    if study is None:
-        return -math.inf
-    scores = [t.user_attrs.get("cheap_score", -math.inf)
-              for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if t.user_attrs.get("feasible")]
-    return max(scores, default=-math.inf)
 
 
 def set_constraint(trial: optuna.trial.BaseTrial, key: str, value: float) -> None:
@@ -98,36 +85,32 @@ class Objective:
         feasible = latency_ms <= s.budget_ms
         set_constraint(trial, CONSTRAINT_KEY, latency_ms - s.budget_ms)
         for key, value in (("config", config.to_dict()), ("summary", config.summary()), ("feasible", feasible),
-                           ("budget_ms", s.budget_ms)):
+                           ("budget_ms", s.budget_ms), ("latency_ms", latency_ms)):
             trial.set_user_attr(key, value)
         if latency_ms > s.far_over_budget * s.budget_ms:
-            trial.set_user_attr("stage", "skipped: far over budget, not trained")
+            trial.set_user_attr("stage", "pruned: far over budget, not scored")
             trial.set_user_attr("timings", timings)
-            return 0.0, latency_ms
+            raise optuna.TrialPruned(f"{latency_ms:.2f} ms predicted, over {s.far_over_budget:g}x the budget")
 
+        recover_steps = s.recover_steps if s.fidelity == "recovered" else 0
+        scored = replace(config, distill=replace(config.distill, steps=recover_steps))
         t1 = time.perf_counter()
-        student, report = self.evaluator.compress(config, recover_steps=0)
-        timings["compress_s"] = time.perf_counter() - t1
+        student, report = self.evaluator.compress(scored, recover_steps=recover_steps)
+        timings["recover_s" if recover_steps else "compress_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        cheap = self.evaluator.score(student, "val", s.cheap_val_images)
-        timings["cheap_eval_s"] = time.perf_counter() - t2
+        if recover_steps:
+            score = self.evaluator.score(student, "val")
+            trial.set_user_attr("recovered_score", score)
+            trial.set_user_attr("recovery", report.recovery)
+        else:
+            score = self.evaluator.score(student, "val", s.cheap_val_images)
+            trial.set_user_attr("cheap_score", score)
+        timings["eval_s"] = time.perf_counter() - t2
         self._record_model(trial, student, config, report.params_after)
-        trial.set_user_attr("cheap_score", cheap)
-        score, stage, evaluated = cheap, "cheap", replace(config, distill=replace(config.distill, steps=0))
-        wants_recovery = "distill" in s.techniques and s.recover_steps > 0
-        if wants_recovery and feasible and cheap >= best_feasible_cheap_score(trial) - s.promising_margin:
-            t3 = time.perf_counter()
-            evaluated = replace(config, distill=replace(config.distill, steps=s.recover_steps))
-            recovered, rep = self.evaluator.compress(evaluated, recover_steps=s.recover_steps)
-            timings["recover_s"] = time.perf_counter() - t3
-            t4 = time.perf_counter()
-            score, stage = self.evaluator.score(recovered, "val"), "recovered"
-            timings["eval_s"] = time.perf_counter() - t4
-            trial.set_user_attr("recovery", rep.recovery)
         if not math.isfinite(score):
             raise FloatingPointError(f"the {self.evaluator.metric_name} of this trial is {score}")
-        trial.set_user_attr("config", evaluated.to_dict())  # what was scored, steps included
-        trial.set_user_attr("stage", stage)
+        trial.set_user_attr("config", scored.to_dict())  # what was scored, steps included
+        trial.set_user_attr("stage", s.fidelity)
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in timings.items()})
         return score, latency_ms
 

@@ -47,7 +47,6 @@ from evaluators.latency.predict.profile import DeviceProfile
 from search.objective import (
     OBJECTIVE_NAMES,
     Objective,
-    best_feasible_cheap_score,
     check_finite,
     fail_reason,
     set_constraint,
@@ -59,7 +58,7 @@ from spaces.config import CompressionConfig
 from spaces.shape import ModelShape
 
 # keys the define-by-run function adds to a Ray trial's config next to the sampled params
-NUMBER_KEY, BEST_KEY = "__optuna_trial_number", "__best_cheap_score"
+NUMBER_KEY = "__optuna_trial_number"
 RECORD_KEY = "trial_record"  # the reported JSON: values or fail_reason, user attrs, constraints
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,26 +91,19 @@ class _Predictor:
 _PREDICTORS: dict[str, LatencyPredictor] = {}  # per worker process (actors are reused across trials)
 
 
-class _WorkerTrial(optuna.trial.FixedTrial):
-    """The suggested params, plus the study's best feasible cheap score when they were suggested (the
-    objective's "promising" rule needs it and a worker has no study)."""
-
-    def __init__(self, params: dict, number: int, best_cheap_score: float):
-        super().__init__(params, number)
-        self.best_cheap_score = best_cheap_score
-
-
 def run_trial(config: dict, *, objective: Objective, threads: int, metric_names: tuple[str, str]) -> None:
     """The Ray Tune trainable: one trial of ``objective``; reports values (NaN when it failed) and the
     record the driver writes into the study."""
     torch.set_num_threads(threads)  # the CPUs Ray reserved for this trial
-    params = {k: v for k, v in config.items() if k not in (NUMBER_KEY, BEST_KEY)}
-    trial = _WorkerTrial(params, config[NUMBER_KEY], config[BEST_KEY])
+    params = {k: v for k, v in config.items() if k != NUMBER_KEY}
+    trial = optuna.trial.FixedTrial(params, config[NUMBER_KEY])
     record: dict = {}
     values = (math.nan, math.nan)
     try:
         values = check_finite(objective(trial))
         record["values"] = list(values)
+    except optuna.TrialPruned:  # far over budget: the driver records it as pruned, without values
+        record["pruned"] = True
     except Exception as e:  # noqa: BLE001 - any failure is the trial's, recorded with its reason
         record["fail_reason"] = fail_reason(e)
     record["user_attrs"], record["constraints"] = trial.user_attrs, trial.constraints
@@ -132,7 +124,7 @@ class StudySearch(OptunaSearch):
 
         def define(trial) -> dict:  # runs in the driver, on the Optuna trial OptunaSearch asked for
             space.sample(trial)
-            return {NUMBER_KEY: trial.number, BEST_KEY: best_feasible_cheap_score(trial)}
+            return {NUMBER_KEY: trial.number}
 
         super().__init__(space=define, metric=list(metric_names), mode=["max", "min"], sampler=study.sampler,
                          study_name=study.study_name, storage=study._storage)
@@ -154,7 +146,9 @@ class StudySearch(OptunaSearch):
                 ot_trial.set_user_attr(key, value)
             for key, value in record.get("constraints", {}).items():
                 set_constraint(ot_trial, key, value)
-            if "fail_reason" not in record:
+            if record.get("pruned"):
+                frozen = self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            elif "fail_reason" not in record:
                 frozen = self._ot_study.tell(ot_trial, record["values"])
         except Exception as e:  # noqa: BLE001 - a record the study refuses fails its trial, not the search
             record["fail_reason"] = fail_reason(e)

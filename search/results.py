@@ -25,7 +25,20 @@ from spaces.config import CompressionConfig
 from spaces.shape import ModelShape
 
 # user attrs the objective sets that become columns of their own, under the same name
-ATTR_COLUMNS = ("feasible", "stage", "cheap_score", "params", "macs", "size_mb")
+ATTR_COLUMNS = ("feasible", "stage", "cheap_score", "recovered_score", "params", "macs", "size_mb")
+# the study's user attr holding the recovered scores of the top trials of a cheap-fidelity study
+# ({str(trial number): score}; set by search.winner after the search, never seen by the sampler)
+RECOVERED_KEY = "recovered_scores"
+
+
+def recovered_scores(study: optuna.Study) -> dict[int, float]:
+    """``{trial number: recovered validation score}``: trials scored at the recovered fidelity, and the
+    top trials of a cheap-fidelity study recovered after the search."""
+    scores = {int(k): float(v) for k, v in (study.user_attrs.get(RECOVERED_KEY) or {}).items()}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if "recovered_score" in t.user_attrs:
+            scores[t.number] = float(t.user_attrs["recovered_score"])
+    return scores
 DATAFRAME_ATTRS = ("number", "state", "values", "params", "user_attrs", "system_attrs", "duration")
 
 
@@ -93,6 +106,11 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     columns = {"number": raw[("number", "")], "state": raw[("state", "")],
                metric: values.iloc[:, 0], "latency_ms": values.iloc[:, 1]}
     columns |= {key: _attr_column(user, key) for key in ATTR_COLUMNS}
+    # a trial without values (pruned far over budget, or failed after the prediction): the latency it recorded
+    columns["latency_ms"] = columns["latency_ms"].fillna(pd.to_numeric(_attr_column(user, "latency_ms"), errors="coerce"))
+    recovered = recovered_scores(study)
+    columns["recovered_score"] = pd.Series([recovered.get(int(n)) for n in columns["number"]], index=raw.index,
+                                           dtype="float64")
     columns["fail_reason"] = _attr_column(user, "fail_reason", fallback=system)
     columns["duration_s"] = pd.to_timedelta(raw[("duration", "")]).dt.total_seconds()
     table = pd.DataFrame(columns)
@@ -172,6 +190,11 @@ def _short_hover(trace: go.Scatter, stages: dict[int, str | None]) -> None:
                  hovertemplate="%{text}<br>%{x:.2f} ms<br>%{y:.4f}<br>%{customdata[0]}" f"<extra>{name}</extra>")
 
 
+def fidelity_of(study: optuna.Study) -> str:
+    """The fidelity of the study's values (its settings say; "cheap" for a study without settings)."""
+    return str((study.user_attrs.get("settings") or {}).get("fidelity", "cheap"))
+
+
 def pareto_figure(study: optuna.Study, budget_ms: float, title: str) -> go.Figure:
     """Score against predicted latency: infeasible, feasible and Pareto-optimal trials, the front as a
     staircase, the budget line.
@@ -185,7 +208,7 @@ def pareto_figure(study: optuna.Study, budget_ms: float, title: str) -> go.Figur
     try:
         fig = optuna.visualization.plot_pareto_front(
             study, targets=lambda t: (t.values[1], t.values[0]),
-            target_names=["predicted latency (ms)", f"validation {metric}"])
+            target_names=["predicted latency (ms)", f"validation {metric} ({fidelity_of(study)} fidelity)"])
     finally:
         optuna.logging.set_verbosity(verbosity)
     stages = {t.number: t.user_attrs.get("stage") for t in study.get_trials(deepcopy=False)}
@@ -194,6 +217,16 @@ def pareto_figure(study: optuna.Study, budget_ms: float, title: str) -> go.Figur
     front = pareto_trials(study)
     fig.add_trace(go.Scatter(x=[t.values[1] for t in front], y=[t.values[0] for t in front], mode="lines",
                              name="Pareto front", line={"shape": "hv", "color": "firebrick"}, hoverinfo="skip"))
+    recovered = recovered_scores(study)
+    if recovered and fidelity_of(study) == "cheap":
+        # the top trials of a cheap-fidelity study, recovered after the search: a fidelity of their own
+        done = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+        numbers = [n for n in sorted(recovered) if n in done]
+        fig.add_trace(go.Scatter(
+            x=[done[n].values[1] for n in numbers], y=[recovered[n] for n in numbers], mode="markers",
+            name="recovered after the search (top trials)", text=[f"trial {n}" for n in numbers],
+            marker={"symbol": "diamond-open", "size": 12, "color": "black"},
+            hovertemplate="%{text}<br>%{x:.2f} ms<br>%{y:.4f}<br>recovered<extra>recovered</extra>"))
     fig.add_vline(x=budget_ms, line_dash="dash", annotation_text=f"budget {budget_ms:g} ms")
     # legend above the plot: Optuna's colour bars (trial number) take the right-hand side
     fig.update_layout(title=title, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})

@@ -21,6 +21,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 TASKS = ("classify", "reconstruct")
 BACKENDS = ("optuna", "ray")
 SPACES = ("joint", "uniform", "allocate")
+FIDELITIES = ("cheap", "recovered")
 
 
 class SettingsError(UserError, ValueError):
@@ -50,10 +51,14 @@ class SearchSettings:
     backend: str = "optuna"
     jobs: int = 1
     ray_address: str | None = None
-    # multi-fidelity: cheap estimate on `cheap_val_images` validation images without recovery; the
-    # promising trials get `recover_steps` of distillation and the whole validation split
+    # one fidelity per objective: "cheap" scores every trial without recovery on `cheap_val_images`
+    # validation images, then the `recover_top` best feasible ones get `recover_steps` of distillation and
+    # the whole validation split, and the winner is the best of those; "recovered" gives every trial the
+    # recovered score (and only then are the distillation knobs searched: a cheap score cannot see them)
+    fidelity: str = "cheap"
     cheap_val_images: int = 1000
     recover_steps: int = 150
+    recover_top: int = 3
     # the winner, re-built once at the end, gets this many distillation steps (when distill is a technique
     # and this exceeds its trial's): trials only need recovery good enough to rank configs, the shipped
     # model deserves the longer recovery; winner.json records the steps, so `maec apply` repeats them
@@ -64,7 +69,6 @@ class SearchSettings:
     # The test split, scored once for the winner, is never cut.
     limit_train: int | None = None
     limit_val: int | None = None
-    promising_margin: float = 0.03
     far_over_budget: float = 1.5
     bf16: bool = True
     progress: bool = True
@@ -138,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="trials in parallel")
     p.add_argument("--ray-address", default=None, help="existing Ray cluster (with --backend ray)")
     p.add_argument("--cheap-val-images", type=int, default=1000)
-    p.add_argument("--recover-steps", type=int, default=150, help="distillation steps of a promising trial")
+    p.add_argument("--fidelity", choices=FIDELITIES, default="cheap",
+                   help="what every trial's score is: cheap (compressed, no recovery, --cheap-val-images "
+                        "validation images; the --recover-top best are recovered after the search to pick the "
+                        "winner) or recovered (--recover-steps of distillation and the whole validation split, "
+                        "for every trial: slow)")
+    p.add_argument("--recover-steps", type=int, default=150, help="distillation steps of a recovered score")
+    p.add_argument("--recover-top", type=int, default=3,
+                   help="cheap fidelity: how many of the best feasible trials are recovered after the search to "
+                        "choose the winner by recovered validation score (0: the best cheap score wins)")
     p.add_argument("--final-recover-steps", type=int, default=600,
                    help="distillation steps of the winner when it is re-built at the end (0: as in its trial)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images (quick runs)")
@@ -194,12 +206,15 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     if techniques == ("distill",):
         raise SettingsError("--techniques distill alone compresses nothing: add prune, quant or lowrank")
     for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
-                             ("--recover-steps", a.recover_steps, 0), ("--final-recover-steps", a.final_recover_steps, 0),
+                             ("--recover-steps", a.recover_steps, 0),
+                             ("--recover-top", a.recover_top, 0), ("--final-recover-steps", a.final_recover_steps, 0),
                              ("--limit-train", 1 if a.limit_train is None else a.limit_train, 1),
                              ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1),
                              ("--sensitivity-images", a.sensitivity_images, 1)):
         if value < low:
             raise SettingsError(f"{name} must be at least {low}, got {value}")
+    if a.fidelity == "recovered" and ("distill" not in techniques or a.recover_steps == 0):
+        raise SettingsError("--fidelity recovered needs distill among --techniques and --recover-steps above 0")
     if a.resume and a.join:
         raise SettingsError("--resume and --join exclude each other: --resume continues a stopped study, "
                             "--join adds a worker to a running one")
@@ -215,7 +230,8 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         techniques=techniques, space=a.space, sensitivity_images=a.sensitivity_images, storage=a.storage, study_name=a.study_name, resume=a.resume,
         join=a.join, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
-        cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
+        fidelity=a.fidelity, cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
+        recover_top=a.recover_top,
         final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
         limit_val=a.limit_val, bf16=_resolve_bf16(a.bf16), warm_start=not a.no_warm_start,
         progress=not a.no_progress,

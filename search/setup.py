@@ -75,15 +75,24 @@ def model_spec_for(settings: SearchSettings) -> str:
     return settings.model
 
 
+def searched_distill_steps(settings: SearchSettings) -> int:
+    """The recovery steps a sampled config carries: ``recover_steps`` when every trial is recovered (the
+    distillation knobs are then searched too), else 0: at the cheap fidelity no trial is recovered, so a
+    sampled temperature would be a knob the sampler can never see the effect of (the top trials are
+    recovered after the search with the default distillation settings, :mod:`search.winner`)."""
+    return settings.recover_steps if settings.fidelity == "recovered" else 0
+
+
 def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape, splits: dict[str, ImageSplit],
                 predictor: LatencyPredictor) -> SearchSpace:
     """The space of ``--strategy``; ``allocate`` measures (or loads from the cache) the teacher's
     sensitivity table on a seeded calibration batch of the training split first."""
     techniques = frozenset(settings.techniques)
+    steps = searched_distill_steps(settings)
     if settings.space == "uniform":
-        return UniformSpace(shape=shape, techniques=techniques, distill_steps=settings.recover_steps)
+        return UniformSpace(shape=shape, techniques=techniques, distill_steps=steps)
     if settings.space == "joint":
-        return JointSpace(shape=shape, techniques=techniques, distill_steps=settings.recover_steps)
+        return JointSpace(shape=shape, techniques=techniques, distill_steps=steps)
     from evaluators.sensitivity import build_table
     from search.allocation_space import AllocationSpace
 
@@ -91,7 +100,7 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
                         data_name=settings.data, progress=settings.progress)
     return AllocationSpace(shape=shape, table=table, predictor=predictor, budget_ms=settings.budget_ms,
                            techniques=techniques, task="reconstruct" if settings.task == "reconstruct" else "classify",
-                           distill_steps=settings.recover_steps)
+                           distill_steps=steps)
 
 
 def build_setup(settings: SearchSettings) -> SearchSetup:

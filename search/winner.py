@@ -1,8 +1,16 @@
-"""Choosing and exporting the winner: the best feasible trial, re-built once to measure test accuracy,
-written to ``results/<study>/winner.json`` for ``maec apply``."""
+"""Choosing and exporting the winner, written to ``results/<study>/winner.json`` for ``maec apply``.
+
+Choosing: at the ``recovered`` fidelity, the best feasible trial. At the ``cheap`` fidelity (with
+distillation among the techniques), the ``recover_top`` best feasible trials by cheap score are
+recovered (``recover_steps``, default distillation settings, the whole validation split) and the best
+recovered score wins: a cheap score ranks configs well but not exactly (``benchmarks/search_fidelity_rank.py``).
+Those scores are kept in the study's user attr ``recovered_scores`` ({trial number: score}; a finished
+trial's own attrs cannot change), so a resumed or joined study does not recover a trial twice, and they
+never reach the sampler. The winner is then re-built once with the final recovery and scored on test."""
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import replace
@@ -10,11 +18,14 @@ from importlib import metadata
 from pathlib import Path
 
 import optuna
+from tqdm.auto import tqdm
 
 from core.files import write_text_atomic
 from search.settings import SearchSettings
+from search.results import RECOVERED_KEY, recovered_scores
 from search.setup import SearchSetup, model_spec_for
-from spaces.config import CompressionConfig
+from spaces.config import CompressionConfig, DistillConfig
+from spaces.space import SEARCH_RECOVERY_LR
 
 WINNER_SCHEMA = 1
 
@@ -30,10 +41,62 @@ def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(trials, key=lambda t: (t.values[0], -t.values[1])) if trials else None
 
 
+def top_feasible(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``k`` best feasible trials by score (ties: lower latency, then earlier), one per distinct config
+    (the sampler may propose a config twice; recovering it twice would only repeat the same run)."""
+    out, seen = [], set()
+    for t in sorted(feasible_trials(study), key=lambda t: (-t.values[0], t.values[1], t.number)):
+        key = json.dumps(t.user_attrs.get("config"), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+        if len(out) == k:
+            break
+    return out
+
+
+def recovers_top(settings: SearchSettings) -> bool:
+    """Whether the winner is chosen by recovering the top trials of a cheap-fidelity study."""
+    return (settings.fidelity == "cheap" and "distill" in settings.techniques and settings.recover_steps > 0
+            and settings.recover_top > 0)
+
+
+def with_recovery(config: CompressionConfig, steps: int) -> CompressionConfig:
+    """``config`` recovered for ``steps``: its own distillation settings where the search sampled them
+    (recovered fidelity), else the defaults at the search's recovery learning rate."""
+    if config.distill.steps > 0:
+        return replace(config, distill=replace(config.distill, steps=steps))
+    return replace(config, distill=DistillConfig(steps=steps, lr=SEARCH_RECOVERY_LR))
+
+
+def choose_winner(study: optuna.Study, setup: SearchSetup, settings: SearchSettings) -> optuna.trial.FrozenTrial | None:
+    """The trial to export (None when no trial fits the budget); see the module docstring."""
+    if not recovers_top(settings):
+        return best_feasible(study)
+    top = top_feasible(study, settings.recover_top)
+    if not top:
+        return None
+    scores = recovered_scores(study)
+    todo = [t for t in top if t.number not in scores]
+    for t in tqdm(todo, desc=f"recovering the top {len(top)} trials", disable=not (settings.progress and todo)):
+        config = with_recovery(CompressionConfig.from_dict(t.user_attrs["config"]), settings.recover_steps)
+        student, _ = setup.evaluator.compress(config, recover_steps=settings.recover_steps)
+        scores[t.number] = setup.evaluator.score(student, "val")
+        stored = dict(study.user_attrs.get(RECOVERED_KEY) or {})
+        study.set_user_attr(RECOVERED_KEY, stored | {str(t.number): scores[t.number]})  # kept at once: resumable
+    return max(top, key=lambda t: (scores[t.number], -t.values[1], -t.number))
+
+
+def predicted_latency_ms(trial: optuna.trial.FrozenTrial) -> float:
+    """A finished trial's predicted latency: its second value, or (a trial pruned far over budget, which has
+    no values) the one it recorded."""
+    return trial.values[1] if trial.values else float(trial.user_attrs.get("latency_ms", math.inf))
+
+
 def closest_trials(study: optuna.Study, n: int = 5) -> list[optuna.trial.FrozenTrial]:
-    """The ``n`` complete trials with the lowest predicted latency (for a budget that was not met)."""
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return sorted(done, key=lambda t: t.values[1])[:n]
+    """The ``n`` complete or pruned trials with the lowest predicted latency (for a budget that was not met)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    return sorted(done, key=predicted_latency_ms)[:n]
 
 
 def versions() -> dict[str, str]:
@@ -48,11 +111,11 @@ def versions() -> dict[str, str]:
 
 def final_config(config: CompressionConfig, settings: SearchSettings) -> CompressionConfig:
     """The winner's config as exported: its trial's, with the final recovery's steps when distillation is
-    searched and ``settings.final_recover_steps`` is longer (a trial scored without recovery keeps its
-    sampled temperature and weights, and gets them)."""
+    a technique and ``settings.final_recover_steps`` is longer (:func:`with_recovery`: a trial scored
+    without recovery gets the default distillation settings)."""
     if "distill" not in settings.techniques or settings.final_recover_steps <= config.distill.steps:
         return config
-    return replace(config, distill=replace(config.distill, steps=settings.final_recover_steps))
+    return with_recovery(config, settings.final_recover_steps)
 
 
 def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: SearchSetup,
@@ -79,7 +142,9 @@ def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: S
         "model": model_spec_for(settings),
         "task": settings.task,
         "metrics": {
+            "fidelity": settings.fidelity,
             f"val_{metric}": trial.values[0],
+            f"val_{metric}_recovered": recovered_scores(study).get(trial.number),
             f"val_{metric}_rebuilt": setup.evaluator.score(student, "val"),
             "trial_recover_steps": trial.user_attrs["config"].get("distill", {}).get("steps", 0),
             "final_recover_steps": config.distill.steps,

@@ -56,35 +56,58 @@ def test_fixed_trial_returns_score_and_latency_and_sets_the_constraint(parts):
     score, latency_ms = objective(trial)
     assert 0.0 <= score <= 1.0 and latency_ms == pytest.approx(2 * (32 * 48 + 16 * 32 + 2 * 32 * 64) * 17 / 1e6)
     assert trial.constraints == {CONSTRAINT_KEY: pytest.approx(latency_ms - 1.0)}
-    assert trial.user_attrs["feasible"] and trial.user_attrs["stage"] == "recovered"
-    assert trial.user_attrs["config"]["distill"]["steps"] == 4 and trial.user_attrs["params"] > 0
+    assert trial.user_attrs["feasible"] and trial.user_attrs["stage"] == "cheap"
+    assert score == trial.user_attrs["cheap_score"] and "recovered_score" not in trial.user_attrs
+    assert trial.user_attrs["config"]["distill"]["steps"] == 0 and trial.user_attrs["params"] > 0
 
 
-def test_far_over_budget_is_recorded_without_building_a_model(parts, monkeypatch):
+def test_cheap_fidelity_never_recovers_even_the_best_trial(parts, monkeypatch):
+    objective = _objective(parts, budget_ms=1.0)
+    compress = objective.evaluator.compress
+    steps_seen = []
+    monkeypatch.setattr(objective.evaluator, "compress",
+                        lambda config, recover_steps, **k: steps_seen.append(recover_steps) or compress(config, recover_steps, **k))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3)
+    assert steps_seen == [0] * len(steps_seen) and steps_seen
+    assert {t.user_attrs["stage"] for t in study.trials if t.values} == {"cheap"}
+
+
+def test_recovered_fidelity_recovers_every_trial_on_the_whole_validation_split(parts, monkeypatch):
+    objective = _objective(parts, budget_ms=1.0, fidelity="recovered")
+    images = []
+    score = objective.evaluator.score
+    monkeypatch.setattr(objective.evaluator, "score", lambda m, split="val", n=None: images.append(n) or score(m, split, n))
+    trial = optuna.trial.FixedTrial(_params(heads=1, mlp=64))
+    value, _ = objective(trial)
+    assert trial.user_attrs["stage"] == "recovered" and value == trial.user_attrs["recovered_score"]
+    assert trial.user_attrs["config"]["distill"]["steps"] == 4 and trial.user_attrs["recovery"]["steps"] == 4
+    assert images == [None]  # the whole split, never the cheap subset
+
+
+def test_far_over_budget_is_pruned_without_building_a_model_or_inventing_a_score(parts, monkeypatch):
     objective = _objective(parts, budget_ms=0.05)
     monkeypatch.setattr(objective.evaluator, "compress", lambda *a, **k: pytest.fail("a model was built"))
     trial = optuna.trial.FixedTrial(_params(heads=2, mlp=128))
-    score, latency_ms = objective(trial)
-    assert score == 0.0 and latency_ms > 1.5 * 0.05
-    assert trial.user_attrs["stage"].startswith("skipped") and not trial.user_attrs["feasible"]
+    with pytest.raises(optuna.TrialPruned, match="over 1.5x the budget"):
+        objective(trial)
+    assert trial.user_attrs["stage"].startswith("pruned") and not trial.user_attrs["feasible"]
+    assert trial.user_attrs["latency_ms"] > 1.5 * 0.05 and trial.constraints[CONSTRAINT_KEY] > 0
+    assert "cheap_score" not in trial.user_attrs
 
 
-def test_feasible_but_unpromising_trials_keep_their_cheap_score(parts, monkeypatch):
-    objective = _objective(parts, budget_ms=1.0)
-    # an earlier feasible trial scored 2.0: nothing this trial can reach is promising
-    monkeypatch.setattr("search.objective.best_feasible_cheap_score", lambda trial: 2.0)
-    trial = optuna.trial.FixedTrial(_params(heads=1, mlp=32))
-    score, _ = objective(trial)
-    assert trial.user_attrs["stage"] == "cheap" and score == trial.user_attrs["cheap_score"]
-    assert trial.user_attrs["config"]["distill"]["steps"] == 0  # the config says what was scored
-
-
-def test_constraints_are_recorded_in_a_study(parts):
-    objective = _objective(parts, budget_ms=0.3)
+def test_constraints_are_recorded_in_a_study_and_pruned_trials_carry_no_values(parts):
+    objective = _objective(parts, budget_ms=0.2)
     study = optuna.create_study(directions=["maximize", "minimize"],
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(objective, n_trials=4)
+    study.optimize(objective, n_trials=10)
+    states = {t.state for t in study.trials}
+    assert states == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}  # both kinds drawn
     for t in study.trials:
-        assert t.state == optuna.trial.TrialState.COMPLETE
-        assert math.isclose(t.constraints[CONSTRAINT_KEY], t.values[1] - 0.3, rel_tol=1e-9, abs_tol=1e-12)
-        assert t.user_attrs["feasible"] == (t.values[1] <= 0.3)
+        latency_ms = t.user_attrs["latency_ms"]
+        assert math.isclose(t.constraints[CONSTRAINT_KEY], latency_ms - 0.2, rel_tol=1e-9, abs_tol=1e-12)
+        assert t.user_attrs["feasible"] == (latency_ms <= 0.2)
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert t.values is None and latency_ms > 1.5 * 0.2
+        else:
+            assert t.values[1] == latency_ms

@@ -10,7 +10,7 @@ from searchkit import load, quick_args, quick_settings, start_cli
 from search.engine import search
 from search.storage import dashboard_command, journal_path, make_storage, repair_journal, sqlite_path
 
-Done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+Done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

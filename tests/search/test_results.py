@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from search.objective import CONSTRAINT_KEY, set_constraint
-from search.results import pareto_figure, pareto_front, pareto_plot, pareto_trials, trials_table, write_tables
+from search.results import RECOVERED_KEY, pareto_figure, pareto_front, pareto_plot, pareto_trials, trials_table, write_tables
 
 BUDGET_MS = 5.0
 
 
 def _objective(trial: optuna.Trial) -> tuple[float, float]:
     """Shaped like :class:`search.objective.Objective`: a conditional space, the latency constraint,
-    a far-over-budget trial skipped, the others scored cheaply or recovered, an occasional failure."""
+    a far-over-budget trial pruned without a score, the others scored cheaply, an occasional failure."""
     heads = trial.suggest_int("b0.heads", 1, 3)
     if heads > 1:
         trial.suggest_categorical("b0.fc1.bits", [4, 8])
@@ -26,21 +26,22 @@ def _objective(trial: optuna.Trial) -> tuple[float, float]:
     latency = float(2 * heads + mlp)
     set_constraint(trial, CONSTRAINT_KEY, latency - BUDGET_MS)
     trial.set_user_attr("feasible", latency <= BUDGET_MS)
+    trial.set_user_attr("latency_ms", latency)
     if latency > 8:
-        trial.set_user_attr("stage", "skipped: far over budget, not trained")
+        trial.set_user_attr("stage", "pruned: far over budget, not scored")
         trial.set_user_attr("timings", {"predict_s": 0.01})
-        return 0.0, latency
+        raise optuna.TrialPruned("far over budget")
     if heads == 3 and mlp == 1:
         trial.set_user_attr("fail_reason", "RuntimeError: simulated")
         raise RuntimeError("simulated")
-    recovered = mlp == 2
-    trial.set_user_attr("stage", "recovered" if recovered else "cheap")
-    trial.set_user_attr("cheap_score", 0.1 * heads)
+    # 4-bit weights cost accuracy but no latency here: those trials are dominated (the plot's "feasible")
+    score = round(0.1 * heads + 0.05 * mlp - (0.12 if trial.params.get("b0.fc1.bits") == 4 else 0.0), 4)
+    trial.set_user_attr("stage", "cheap")
+    trial.set_user_attr("cheap_score", score)
     for key, value in (("params", 1000 * heads + mlp), ("macs", 10**6 * mlp), ("size_mb", 0.5 * heads)):
         trial.set_user_attr(key, value)
-    trial.set_user_attr("timings", {"predict_s": 0.01, "compress_s": 0.2, "cheap_eval_s": 0.1}
-                        | ({"recover_s": 1.0, "eval_s": 0.3} if recovered else {}))
-    return round(0.1 * heads + 0.05 * mlp + (0.1 if recovered else 0.0), 4), latency
+    trial.set_user_attr("timings", {"predict_s": 0.01, "compress_s": 0.2, "eval_s": 0.1})
+    return score, latency
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,13 @@ def study() -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "latency_ms"])
-    # a skipped trial first (one timing), then one without the conditional knob, then one config twice
+    # a pruned trial first (one timing), then one without the conditional knob, then one config twice
     for params in ({"b0.heads": 3, "b0.fc1.bits": 8, "b1.mlp": 3}, {"b0.heads": 1, "b1.mlp": 1},
                    {"b0.heads": 1, "b1.mlp": 2}, {"b0.heads": 1, "b1.mlp": 2}):
         study.enqueue_trial(params)
     study.optimize(_objective, n_trials=30, catch=(RuntimeError,))
     study.ask()  # left RUNNING, as a killed search leaves a trial
+    study.set_user_attr(RECOVERED_KEY, {"1": 0.5, "2": 0.45})  # the top trials, recovered after the search
     return study
 
 
@@ -74,18 +76,22 @@ def _front_by_hand(study: optuna.Study) -> list[int]:
 
 def test_trials_table_holds_what_the_study_holds(study):
     table = trials_table(study)
-    assert list(table.columns[:12]) == ["number", "state", "accuracy", "latency_ms", "feasible", "stage", "cheap_score",
-                                        "params", "macs", "size_mb", "fail_reason", "duration_s"]
-    # then each name where it first appears, as trials.csv always had them: trial 0 (skipped) brings
-    # one timing and its knobs, trial 1 the timings of a cheap score, trial 2 those of a recovery
-    assert list(table.columns[12:]) == ["time_predict_s", "b0.heads", "b0.fc1.bits", "b1.mlp", "time_compress_s",
-                                        "time_cheap_eval_s", "time_recover_s", "time_eval_s"]
+    assert list(table.columns[:13]) == ["number", "state", "accuracy", "latency_ms", "feasible", "stage", "cheap_score",
+                                        "recovered_score", "params", "macs", "size_mb", "fail_reason", "duration_s"]
+    # then each name where it first appears, as trials.csv always had them: trial 0 (pruned) brings
+    # one timing and its knobs, trial 1 the timings of a cheap score
+    assert list(table.columns[13:]) == ["time_predict_s", "b0.heads", "b0.fc1.bits", "b1.mlp", "time_compress_s",
+                                        "time_eval_s"]
     assert table["number"].tolist() == [t.number for t in study.trials]
     for t, (_, row) in zip(study.trials, table.iterrows()):
         assert row["state"] == t.state.name
         values = t.values or [None, None]
-        for column, value in (("accuracy", values[0]), ("latency_ms", values[1])):
-            assert row[column] == value or (value is None and pd.isna(row[column]))
+        assert row["accuracy"] == values[0] or (values[0] is None and pd.isna(row["accuracy"]))
+        # a trial without values (pruned far over budget, failed): the column holds the latency it recorded
+        latency = values[1] if t.values else t.user_attrs.get("latency_ms")
+        assert row["latency_ms"] == latency or (latency is None and pd.isna(row["latency_ms"]))
+        recovered = {1: 0.5, 2: 0.45}.get(t.number)
+        assert row["recovered_score"] == recovered or (recovered is None and pd.isna(row["recovered_score"]))
         for key in ("feasible", "stage", "cheap_score", "params", "macs", "size_mb", "fail_reason"):
             assert row[key] == t.user_attrs.get(key) or (key not in t.user_attrs and pd.isna(row[key])), key
         for stage, seconds in (t.user_attrs.get("timings") or {}).items():
@@ -94,7 +100,7 @@ def test_trials_table_holds_what_the_study_holds(study):
             assert row[name] == t.params[name] if name in t.params else pd.isna(row[name])
         seconds = t.duration.total_seconds() if t.duration else None  # None: the RUNNING trial
         assert row["duration_s"] == pytest.approx(seconds) if seconds is not None else pd.isna(row["duration_s"])
-    assert set(table["state"]) == {"COMPLETE", "FAIL", "RUNNING"}
+    assert set(table["state"]) == {"COMPLETE", "FAIL", "PRUNED", "RUNNING"}
     assert table.loc[table["state"] == "FAIL", "fail_reason"].eq("RuntimeError: simulated").all()
 
 
@@ -131,7 +137,10 @@ def test_pareto_plot_shows_each_trial_where_the_study_has_it(study, tmp_path):
         fig = pareto_figure(study, BUDGET_MS, "title")
     by_number = {t.number: t for t in study.trials}
     traces = {trace.name: trace for trace in fig.data}
-    assert set(traces) == {"over budget", "feasible", "Pareto-optimal", "Pareto front"}
+    assert set(traces) == {"over budget", "feasible", "Pareto-optimal", "Pareto front",
+                           "recovered after the search (top trials)"}
+    recovered = traces["recovered after the search (top trials)"]  # its own fidelity, its own marker
+    assert list(recovered.y) == [0.5, 0.45] and list(recovered.x) == [by_number[1].values[1], by_number[2].values[1]]
     shown = {}
     for name in ("over budget", "feasible", "Pareto-optimal"):
         trace = traces[name]

@@ -46,6 +46,8 @@ class _RunsCode:
     (["--budget", "20ms", "--limit-val", "0"], "--limit-val must be at least 1"),
     (["--budget", "20ms", "--ray-address", "auto"], "needs --backend ray"),
     (["--budget", "20ms", "--strategy", "allocate", "--sensitivity-images", "0"], "--sensitivity-images must be at least 1"),
+    (["--budget", "20ms", "--fidelity", "recovered", "--techniques", "prune,quant"], "needs distill among --techniques"),
+    (["--budget", "20ms", "--recover-top", "-1"], "--recover-top must be at least 0"),
 ])
 def test_bad_options_exit_2_with_one_sentence(args, words, capsys):
     assert main(args) == 2

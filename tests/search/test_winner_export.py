@@ -13,7 +13,9 @@ from cli.main import main as maec
 from mae.checkpoints import save_model
 from mae.model import create_model
 from search.engine import search
+from search.results import recovered_scores
 from search.setup import build_setup
+from search.winner import choose_winner, top_feasible
 from spaces.config import CompressionConfig
 
 RESULT_FILES = ("trials.csv", "trials.parquet", "pareto.html", "winner.json", "winner_layers.csv",
@@ -47,6 +49,29 @@ def test_final_recovery_is_skipped_without_distillation(tmp_path, tiny_ckpt):
     settings = quick_settings(tmp_path / "results", tiny_ckpt, techniques=("prune", "quant"), final_recover_steps=50)
     winner = search(settings).winner
     assert winner is not None and winner["config"]["distill"]["steps"] == 0
+
+
+def test_the_winner_is_the_best_recovered_of_the_top_cheap_trials(tmp_path, tiny_ckpt, monkeypatch):
+    settings = quick_settings(tmp_path / "results", tiny_ckpt, trials=6, recover_top=2)
+    outcome = search(settings)
+    study = outcome.study
+    complete = [t for t in study.trials if t.values]
+    assert all(t.values[0] == t.user_attrs["cheap_score"] for t in complete)  # the sampler saw one fidelity
+    top = top_feasible(study, 2)
+    scores = recovered_scores(study)
+    assert len(top) == 2 and set(scores) == {t.number for t in top}  # recovered after the search, top 2 only
+    best = max(top, key=lambda t: (scores[t.number], -t.values[1]))
+    m = outcome.winner["metrics"]
+    assert outcome.winner["provenance"]["trial"] == best.number and m["fidelity"] == "cheap"
+    assert m["val_accuracy_recovered"] == scores[best.number] and m["val_accuracy"] == best.values[0]
+    table = pd.read_csv(outcome.out_dir / "trials.csv").set_index("number")
+    for number, score in scores.items():
+        assert table.loc[number, "recovered_score"] == pytest.approx(score, abs=1e-12)
+    assert table["recovered_score"].notna().sum() == 2
+    # chosen again (a resumed study writing its results): nothing is recovered twice
+    setup = build_setup(settings)
+    monkeypatch.setattr(setup.evaluator, "compress", lambda *a, **k: pytest.fail("recovered twice"))
+    assert choose_winner(study, setup, settings).number == best.number
 
 
 @pytest.fixture(scope="module")
