@@ -21,8 +21,8 @@ import optuna
 from tqdm.auto import tqdm
 
 from core.files import write_text_atomic
-from search.settings import SearchSettings
 from search.results import RECOVERED_KEY, recovered_scores
+from search.settings import SearchSettings
 from search.setup import SearchSetup, model_spec_for
 from spaces.config import CompressionConfig, DistillConfig
 from spaces.space import SEARCH_RECOVERY_LR

@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 from search.objective import CONSTRAINT_KEY, set_constraint
-from search.results import RECOVERED_KEY, pareto_figure, pareto_front, pareto_plot, pareto_trials, trials_table, write_tables
+from search.results import (
+    RECOVERED_KEY,
+    pareto_figure,
+    pareto_front,
+    pareto_plot,
+    pareto_trials,
+    trials_table,
+    write_tables,
+)
 
 BUDGET_MS = 5.0
 
