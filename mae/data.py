@@ -39,6 +39,7 @@ class ImageSplit:
     classes: tuple[str, ...]
     mean: float
     std: float
+    origin: str = ""  # where the images came from, for the run's printout (e.g. "val/ (no test/ folder)")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -47,7 +48,7 @@ class ImageSplit:
         """The first ``n`` examples (all when ``n`` is None)."""
         if n is None:
             return self
-        return ImageSplit(self.images[:n], self.labels[:n], self.classes, self.mean, self.std)
+        return ImageSplit(self.images[:n], self.labels[:n], self.classes, self.mean, self.std, self.origin)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -128,9 +129,32 @@ def load_fashion_mnist(data_dir: str | Path | None = None, download: bool = Fals
     }
 
 
+HELD_OUT_SHARE = 0.1  # of a folder's images, per split that the folder lacks
+
+
+def _carve(x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded (``SPLIT_SEED``) held-out parts: ``HELD_OUT_SHARE`` of the images (at least 1) for each of
+    ``names`` in order, the rest as ``train``."""
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n = max(1, int(len(y) * HELD_OUT_SHARE))
+    if len(y) <= n * len(names):
+        raise DatasetError(f"{len(y)} images are too few to hold out {', '.join(names)} and keep some for train")
+    parts = {name: perm[i * n:(i + 1) * n] for i, name in enumerate(names)} | {"train": perm[n * len(names):]}
+    return {k: (x[i], y[i]) for k, i in parts.items()}
+
+
 def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dict[str, ImageSplit]:
-    """A user's folder: ``root/{train,val,test}/<class>/*.png`` (or ``root/<class>/*`` for one split
-    that is divided 80/10/10 with the fixed split seed). Images are resized to ``img_size``."""
+    """A user's folder, always as ``train``, ``val`` and ``test`` (images resized to ``img_size``).
+
+    Layouts, and the rule for a split that is missing (seeded, ``HELD_OUT_SHARE`` = 10% per split):
+
+    * ``root/{train,val,test}/<class>/*``: as they are.
+    * ``root/{train,val}/<class>/*`` (the ImageNet layout): ``val/`` is the held-out set the winner is
+      reported on, so it becomes ``test``; 10% of ``train/`` becomes ``val`` (what the search selects on).
+    * ``root/train/<class>/*`` alone: 10% of it for ``val``, another 10% for ``test``.
+    * ``root/<class>/*``: the same, 80/10/10.
+
+    Each split's ``origin`` says where its images came from."""
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import functional as TF
 
@@ -149,23 +173,38 @@ def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dic
             xs.append(TF.pil_to_tensor(TF.resize(img, [img_size, img_size], antialias=True)))
         return torch.stack(xs), torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes)
 
-    if (root / "train").is_dir():
-        splits = {}
-        for name in ("train", "val", "test"):
-            if (root / name).is_dir():
-                x, y, classes = read(root / name)
-                splits[name] = (x, y)
-        if "val" not in splits:
-            raise DatasetError(f"image folder {root} has train/ but no val/ folder")
+    has = {name: (root / name).is_dir() for name in ("train", "val", "test")}
+    if has["train"]:
+        x, y, classes = read(root / "train")
+        folders = {name: read(root / name) for name in ("val", "test") if has[name]}
+        for name, (_, _, other) in folders.items():
+            if other != classes:
+                raise DatasetError(f"{root / name} has classes {list(other)[:5]}..., train/ has {list(classes)[:5]}...: "
+                                   "every split needs the same class folders")
+        if has["val"] and has["test"]:
+            splits = {"train": (x, y)} | {k: v[:2] for k, v in folders.items()}
+            origin = {"train": "train/", "val": "val/", "test": "test/"}
+        elif has["val"] or has["test"]:
+            given = "val" if has["val"] else "test"
+            splits = _carve(x, y, ("val",)) | {"test": folders[given][:2]}
+            origin = {"train": "train/ less the 10% held out for val", "val": "a seeded 10% of train/",
+                      "test": f"{given}/ (no {'test' if given == 'val' else 'val'}/ folder)"}
+        else:
+            splits = _carve(x, y, ("val", "test"))
+            origin = {"train": "train/ less 20% held out", "val": "a seeded 10% of train/",
+                      "test": "another seeded 10% of train/"}
     else:
         x, y, classes = read(root)
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        n_val = n_test = max(1, len(y) // 10)
-        parts = {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
-        splits = {k: (x[i], y[i]) for k, i in parts.items()}
+        splits = _carve(x, y, ("val", "test"))
+        origin = {"train": "80% of the folder", "val": "a seeded 10% of the folder", "test": "another seeded 10%"}
     sample = splits["train"][0].float() / 255.0
     mean, std = float(sample.mean()), float(sample.std().clamp_min(1e-3))
-    return {k: ImageSplit(x, y, classes, mean, std) for k, (x, y) in splits.items()}
+    return {k: ImageSplit(*splits[k], classes, mean, std, origin[k]) for k in ("train", "val", "test")}
+
+
+def describe_splits(splits: dict[str, ImageSplit]) -> str:
+    """One line: how many images each split got, and from where (image folders say)."""
+    return "; ".join(f"{k} {len(v)} images" + (f" ({v.origin})" if v.origin else "") for k, v in splits.items())
 
 
 def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -217,7 +256,7 @@ def fit_to_model(split: ImageSplit, img_size: int, in_chans: int) -> ImageSplit:
     if x.shape[-1] != img_size or x.shape[-2] != img_size:
         x = torch.nn.functional.interpolate(x.float(), size=(img_size, img_size), mode="bilinear",
                                             antialias=True, align_corners=False).round().clamp(0, 255).byte()
-    return ImageSplit(x.contiguous(), split.labels, split.classes, split.mean, split.std)
+    return ImageSplit(x.contiguous(), split.labels, split.classes, split.mean, split.std, split.origin)
 
 
 def load_dataset(data: str, *, data_dir: str | Path | None, img_size: int, in_chans: int,

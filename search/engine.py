@@ -233,7 +233,8 @@ def print_summary(study, df, metric: str, settings: SearchSettings, out_dir: Pat
           f"predicted {m['latency_ms']:.2f} ms (teacher {m['teacher_latency_ms']:.2f} ms, budget {m['budget_ms']:g} ms)")
     print(f"exported: {out_dir / 'winner.json'}")
     print(f"dashboard: {dashboard_command(settings.resolved_storage)}")
-    print(f"deploy: maec apply {out_dir / 'winner.json'} --out {out_dir / 'deploy'}")
+    print(f"deploy: maec apply {out_dir / 'winner.json'} --out {out_dir / 'deploy'}"
+          "  (model and data: as recorded in winner.json)")
 
 
 def exit_code(outcome: SearchOutcome) -> int:

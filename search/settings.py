@@ -72,6 +72,8 @@ class SearchSettings:
     far_over_budget: float = 1.5
     bf16: bool = True
     progress: bool = True
+    # before the first trial: a classifier at chance level on the validation images is refused
+    check_teacher: bool = True
 
     @property
     def resolved_study_name(self) -> str:
@@ -80,8 +82,12 @@ class SearchSettings:
         techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "all"
         # a profile given as a .json path: its file name (a path would nest folders under results/)
         device = Path(self.device).stem if self.device.endswith(".json") else self.device
-        return (f"{self.task}-{device}-{self.budget_ms:g}ms-{self.space}-{techniques}-{self.sampler}"
-                f"-s{self.seed}")
+        # a model or data other than the embedded default: a short tag of each, so that a search of another
+        # model or on other images does not collide with (or --resume) the default's study
+        tags = [_tag(spec) for spec, default in ((self.model, "default"), (self.data, "fashion-mnist"))
+                if spec != default]
+        return "-".join([self.task, *tags, device, f"{self.budget_ms:g}ms", self.space, techniques, self.sampler,
+                         f"s{self.seed}"])
 
     @property
     def study_dir(self) -> Path:
@@ -95,6 +101,13 @@ class SearchSettings:
         d = asdict(self)
         d["study_name"], d["storage"] = self.resolved_study_name, self.resolved_storage
         return d
+
+
+def _tag(spec: str) -> str:
+    """A short, file-name-safe tag of a model or data spec: the last path part without suffix
+    (``/data/imagenet/`` -> ``imagenet``, ``ckpt/vit_b.pth`` -> ``vit-b``, ``timm:deit_tiny`` -> ``deit-tiny``)."""
+    name = Path(spec.removeprefix("timm:").rstrip("/\\")).stem or spec
+    return (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "custom")[:24]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -161,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for recovery and scoring (default: where the CPU runs it fast, i.e. "
                         "AVX-512/AMX; --no-bf16: fp32, bit-stable)")
+    p.add_argument("--no-teacher-check", action="store_true",
+                   help="search even a classifier that scores at chance level on the validation images")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -234,5 +249,5 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         recover_top=a.recover_top,
         final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
         limit_val=a.limit_val, bf16=_resolve_bf16(a.bf16), warm_start=not a.no_warm_start,
-        progress=not a.no_progress,
+        progress=not a.no_progress, check_teacher=not a.no_teacher_check,
     )

@@ -12,7 +12,7 @@ import torch.nn as nn
 from evaluators.accuracy import TaskEvaluator
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
-from mae.data import ImageSplit, load_dataset
+from mae.data import ImageSplit, describe_splits, load_dataset
 from mae.model import MaskedAutoencoder, describe
 from search.settings import SearchSettings, SettingsError
 from spaces.config import BlockConfig, CompressionConfig
@@ -103,6 +103,25 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
                            distill_steps=steps)
 
 
+# a classifier this close to chance on the validation images was not trained for them
+CHANCE_FACTOR = 1.5
+
+
+def check_teacher(teacher: nn.Module, evaluator: TaskEvaluator, val: ImageSplit, settings: SearchSettings) -> float:
+    """The teacher's validation score on the cheap subset, printed; a classifier at chance level there
+    (at most ``CHANCE_FACTOR`` / classes) is refused with one sentence: compressing it is meaningless."""
+    score = evaluator.score(teacher, "val", settings.cheap_val_images)
+    n = min(settings.cheap_val_images, len(val))
+    if settings.progress:
+        print(f"teacher: validation {evaluator.metric_name} {score:.4f} on {n} images")
+    if evaluator.metric_name == "accuracy" and score <= CHANCE_FACTOR / len(val.classes):
+        raise SettingsError(
+            f"the model scores {score:.3f} top-1 on {n} validation images of {settings.data}, about chance for "
+            f"{len(val.classes)} classes: it was not trained for this data; fine-tune it on these images first "
+            "and pass that checkpoint with --model (or --no-teacher-check to search it anyway)")
+    return score
+
+
 def build_setup(settings: SearchSettings) -> SearchSetup:
     torch.manual_seed(settings.seed)
     spec = model_spec_for(settings)
@@ -120,12 +139,14 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
     if not is_mae and len(splits["train"].classes) != arch.num_classes:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
                             f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
+    if settings.progress:
+        print(f"data {settings.data}: {describe_splits(splits)}")
     shape = describe(teacher, name=spec)
     predictor = LatencyPredictor(settings.device)
     sha = file_sha256(resolved.path) if resolved.path is not None and resolved.path.is_file() else None
-    return SearchSetup(
-        teacher=teacher, shape=shape, splits=splits, predictor=predictor,
-        space=build_space(settings, teacher, shape, splits, predictor),
-        evaluator=TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed),
-        model_sha256=sha,
-    )
+    evaluator = TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed)
+    if settings.check_teacher and not settings.join:  # before the space: allocate measures a table first
+        check_teacher(teacher, evaluator, splits["val"], settings)
+    return SearchSetup(teacher=teacher, shape=shape, splits=splits, predictor=predictor,
+                       space=build_space(settings, teacher, shape, splits, predictor), evaluator=evaluator,
+                       model_sha256=sha)

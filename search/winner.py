@@ -140,6 +140,8 @@ def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: S
         "schema_version": WINNER_SCHEMA,
         "config": config.to_dict(),
         "model": model_spec_for(settings),
+        # the data the search scored on: `maec apply winner.json` evaluates on the same by default
+        "data": {"data": settings.data, "data_dir": settings.data_dir},
         "task": settings.task,
         "metrics": {
             "fidelity": settings.fidelity,

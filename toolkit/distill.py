@@ -100,6 +100,11 @@ def recover(
     """
     if cfg.steps <= 0:
         return RecoveryReport(0, float("nan"), float("nan"), 0.0)
+    if len(train) == 0:
+        raise ValueError("recovery needs training images: the train split is empty")
+    # full batches only (drop_last), but never more than the split holds: a split smaller than one batch
+    # would otherwise yield no batch at all and the step loop would never end
+    batch_size = min(batch_size, len(train))
     teacher_was_training = teacher.training
     teacher.eval()  # its forward runs under no_grad; its parameters are left as the caller had them
     student.train()

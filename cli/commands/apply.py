@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (must not exist, or use --force)")
     p.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default: the config's)")
     p.add_argument("--recover-time-limit", type=float, default=None, help="stop recovery after this many seconds")
-    p.add_argument("--data", default="fashion-mnist")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data", default=None, help="'fashion-mnist' or an image folder (default: a winner.json's data, "
+                                                 "else fashion-mnist)")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder (default: a winner.json's)")
     p.add_argument("--split", choices=["val", "test"], default="test", help="split for accuracy before/after")
     p.add_argument("--limit", type=int, default=None, help="score on the first N images of the split")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency measurement")
@@ -62,6 +63,9 @@ def _score(model, split, is_mae: bool) -> dict:
 def run(args: argparse.Namespace) -> int:
     config, meta = read_config_file(args.config)
     model_spec = args.model or meta.get("model") or "default"
+    recorded_data = meta.get("data") or {}  # a winner.json says what its search scored on
+    args.data = args.data or recorded_data.get("data") or "fashion-mnist"
+    args.data_dir = args.data_dir or recorded_data.get("data_dir")
     if args.seed is None:  # a winner is reproduced with the seed its search re-built it with
         args.seed = int((meta.get("provenance") or {}).get("seed", 0))
     out = Path(args.out)

@@ -9,6 +9,7 @@ from PIL import Image
 from mae.data import (
     DatasetError,
     augment,
+    describe_splits,
     fit_to_model,
     iterate_batches,
     load_fashion_mnist,
@@ -84,3 +85,41 @@ def test_image_folder_and_resizing(tmp_path):
     assert gray.images.shape[1:] == (1, 8, 8) and gray.images.dtype == torch.uint8
     with pytest.raises(DatasetError, match="does not exist"):
         load_image_folder(tmp_path / "nope", 16)
+
+
+def _folder(root, splits: dict[str, int], classes=("cat", "dog")) -> None:
+    """``root/<split>/<class>/<i>.png`` (``split`` "" for the flat layout), ``n`` images per class."""
+    rng = np.random.default_rng(0)
+    for split, n in splits.items():
+        for cls in classes:
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / f"{i}.png")
+
+
+@pytest.mark.parametrize("layout, sizes, origins", [
+    ({"train": 10, "val": 3, "test": 4}, {"train": 20, "val": 6, "test": 8}, ("train/", "val/", "test/")),
+    # the ImageNet layout: val/ is the held-out set (test), 10% of train/ selects configs (val)
+    ({"train": 10, "val": 3}, {"train": 18, "val": 2, "test": 6}, ("train/ less", "a seeded 10% of train/", "val/")),
+    ({"train": 10}, {"train": 16, "val": 2, "test": 2}, ("train/ less 20%", "a seeded 10%", "another seeded 10%")),
+    ({"": 10}, {"train": 16, "val": 2, "test": 2}, ("80%", "a seeded 10%", "another seeded 10%")),
+])
+def test_every_folder_layout_gives_train_val_and_test(tmp_path, layout, sizes, origins):
+    _folder(tmp_path, layout)
+    splits = load_image_folder(tmp_path, img_size=8, in_chans=3)
+    assert {k: len(v) for k, v in splits.items()} == sizes
+    for name, origin in zip(("train", "val", "test"), origins):
+        assert splits[name].origin.startswith(origin), (name, splits[name].origin)
+    assert describe_splits(splits).startswith(f"train {sizes['train']} images (")
+    # the held-out parts are disjoint from train: no image is in two splits
+    rows = {k: {tuple(x.flatten().tolist()) for x in v.images} for k, v in splits.items()}
+    assert not rows["train"] & rows["val"] and not rows["train"] & rows["test"]
+    assert load_image_folder(tmp_path, img_size=8, in_chans=3)["val"].images.equal(splits["val"].images)  # seeded
+
+
+def test_split_folders_with_other_classes_are_refused(tmp_path):
+    _folder(tmp_path, {"train": 2})
+    _folder(tmp_path, {"val": 2}, classes=("cat", "cow"))
+    with pytest.raises(DatasetError, match="every split needs the same class folders"):
+        load_image_folder(tmp_path, img_size=8)

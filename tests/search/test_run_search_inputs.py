@@ -128,3 +128,12 @@ def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
     assert main(["--budget", "20ms", "--backend", "ray"]) == 2
     assert "pip install 'mae-compress-search[ray]'" in _one_sentence(capsys)
+
+
+def test_a_teacher_at_chance_level_is_refused_before_any_trial(tiny_ckpt, tmp_path, capsys):
+    # the test model has random weights: about 10% top-1 on Fashion-MNIST's 10 classes
+    assert main(["--budget", "1ms", "--model", tiny_ckpt, "--limit-val", "128", "--cheap-val-images", "64",
+                 "--results-dir", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "about chance for 10 classes" in err and "fine-tune it on these images first" in err
+    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())  # nothing written

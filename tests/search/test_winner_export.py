@@ -97,3 +97,28 @@ def test_reconstruct_searches_the_full_mae_by_psnr_against_encoder_plus_decoder_
     assert m["latency_ms"] <= budget < m["teacher_latency_ms"]
     assert 0 < m["test_psnr_db"] < 60 and 0 < m["teacher_test_psnr_db"] < 60
     assert outcome.winner["task"] == "reconstruct"
+
+
+def test_a_folder_in_the_imagenet_layout_is_searched_and_its_winner_applied_on_the_same_data(tmp_path, tiny_ckpt):
+    """``train/`` and ``val/`` without ``test/``: val/ is reported on as test, 10% of train/ selects;
+    winner.json records the data and ``maec apply winner.json`` evaluates on it without being told."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        for c in range(10):  # the test model's head has 10 classes
+            d = tmp_path / "images" / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(d / f"{i}.png")
+    data = str(tmp_path / "images")
+    settings = quick_settings(tmp_path / "results", tiny_ckpt, data=data, trials=3, recover_top=1, study_name=None)
+    outcome = search(settings)
+    assert outcome.winner is not None and outcome.out_dir.name.startswith("classify-tiny-images-")  # tagged name
+    assert outcome.winner["data"] == {"data": data, "data_dir": None}
+    out = tmp_path / "deploy"
+    assert maec(["apply", str(outcome.out_dir / "winner.json"), "--model", tiny_ckpt, "--out", str(out),
+                 "--no-bf16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 20  # the 20 images of val/, the test split of this layout (not Fashion-MNIST's 10,000)

@@ -119,3 +119,14 @@ def test_recovery_from_a_diverged_teacher_stops_with_a_floating_point_error(fash
         recover(student, teacher, fashion_mnist["train"].head(64), DistillConfig(steps=3), batch_size=32,
                 bf16=False, progress=False)
     assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_train_split_smaller_than_one_batch_still_recovers(fashion_mnist):
+    """54 images and batch 128 (a small image folder): before, drop_last left no batch and the step loop
+    never ended."""
+    torch.manual_seed(0)
+    teacher = create_model("mae_vit_test_p7_28").eval()
+    student = copy.deepcopy(teacher)
+    report = recover(student, teacher, fashion_mnist["train"].head(54), DistillConfig(steps=3), bf16=False,
+                     progress=False, batch_size=128)
+    assert report.steps == 3
