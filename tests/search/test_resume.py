@@ -21,8 +21,8 @@ def _trials_or_none(url: str):
 
 
 def _kill_mid_trial(args: list[str], url: str, timeout_s: float = 150) -> list[optuna.trial.FrozenTrial]:
-    """Start the search, wait until a trial finished and a later one is being trained (its cheap score
-    is recorded, recovery is running), SIGKILL it; returns the trials as the kill left them."""
+    """Start the search, wait until a trial finished and a later one is being trained (its latency is
+    recorded, its recovery is running), SIGKILL it; returns the trials as the kill left them."""
     proc = start_cli(args)
     deadline = time.monotonic() + timeout_s
     try:
@@ -31,7 +31,7 @@ def _kill_mid_trial(args: list[str], url: str, timeout_s: float = 150) -> list[o
             assert time.monotonic() < deadline, "no trial finished in time"
             trials = _trials_or_none(url) or []
             done = [t for t in trials if t.state == State.COMPLETE]
-            training = [t for t in trials if t.state == State.RUNNING and "cheap_score" in t.user_attrs]
+            training = [t for t in trials if t.state == State.RUNNING and "latency_ms" in t.user_attrs]
             if done and training:
                 break
             time.sleep(0.05)
@@ -44,10 +44,10 @@ def _kill_mid_trial(args: list[str], url: str, timeout_s: float = 150) -> list[o
 
 def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_fails_the_interrupted(tmp_path, tiny_ckpt):
     url = f"sqlite:///{tmp_path}/study.db"
-    # enough recovery steps that a trial trains for a while (the kill lands inside one); a budget above
-    # the teacher's latency makes every trial feasible, so each one is trained
+    # every trial recovered, with enough steps that it trains for a while (the kill lands inside one); a
+    # budget above the teacher's latency makes every trial feasible, so each one is trained
     args = quick_args(tmp_path / "results", tiny_ckpt, "--storage", url, "--trials", "3", "--recover-steps", "60",
-                      "--budget", "1ms")
+                      "--budget", "1ms", "--fidelity", "recovered")
     before = None
     for _ in range(3):  # the kill can land between two trials (tell -> next ask): then kill the resumed run
         before = _kill_mid_trial(args if before is None else [*args, "--resume"], url)
