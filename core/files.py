@@ -8,6 +8,7 @@ itself, so the file gets the usual permissions, which ``mkstemp``'s 0600 would n
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -34,3 +35,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`write_atomic`)."""
     write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (checkpoints can be GBs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -2,13 +2,13 @@
 data, the space, the latency predictor and the evaluator. Shared by the Optuna and Ray backends."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from core.files import file_sha256
 from evaluators.accuracy import TaskEvaluator
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
@@ -58,14 +58,6 @@ class SearchSetup:
 
         return CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
                                  decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_spec_for(settings: SearchSettings) -> str:

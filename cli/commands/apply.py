@@ -17,7 +17,7 @@ import torch
 
 from cli.commands.eval import load_split
 from core.errors import UsageError
-from core.files import write_text_atomic
+from core.files import file_sha256, write_text_atomic
 from evaluators.latency.measure.host import compare_latency_ms, onnx_top1
 from evaluators.latency.measure.ort_timing import machine_summary
 from mae.data import iterate_batches
@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.rounds < 1:
         raise UsageError("--threads and --rounds must be at least 1")
     torch.manual_seed(args.seed)
-    teacher = resolve_model(model_spec).model
+    resolved = resolve_model(model_spec)
+    teacher = resolved.model
+    searched_sha = (meta.get("provenance") or {}).get("model_sha256")
+    if searched_sha and resolved.path is not None and resolved.path.is_file() and file_sha256(resolved.path) != searched_sha:
+        raise UsageError(f"{resolved.path} is not the model this winner was searched on (its SHA-256 differs from "
+                         f"the {searched_sha[:12]}... in {args.config}): pass that model with --model")
     shape = describe(teacher)
     config.validate_for(shape)
     is_mae = isinstance(teacher, MaskedAutoencoder)

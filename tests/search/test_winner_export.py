@@ -44,6 +44,13 @@ def test_winner_is_exported_and_maec_apply_reproduces_it(tmp_path, tiny_ckpt):
     assert report["after"]["top1"] == pytest.approx(m["val_accuracy_rebuilt"], abs=1e-9)
     assert CompressionConfig.from_json((out / "compression.json").read_text()).to_dict() == winner["config"]
 
+    other = tmp_path / "other.safetensors"  # same architecture, other weights: not the model searched
+    torch.manual_seed(1)
+    save_model(create_model("mae_vit_test_p7_28"), other)
+    assert maec(["apply", str(outcome.out_dir / "winner.json"), "--model", str(other), "--out",
+                 str(tmp_path / "deploy2"), "--no-bf16"]) == 2
+    assert not (tmp_path / "deploy2").exists()
+
 
 def test_final_recovery_is_skipped_without_distillation(tmp_path, tiny_ckpt):
     settings = quick_settings(tmp_path / "results", tiny_ckpt, techniques=("prune", "quant"), final_recover_steps=50)
