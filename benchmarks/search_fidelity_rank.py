@@ -55,7 +55,8 @@ def main() -> int:
     ap.add_argument("--out", default="results/bench-fidelity/fidelity_rank.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    settings = settings_from_args(["--budget", args.budget, "--seed", str(args.seed), "--no-progress"])
+    settings = settings_from_args(["--budget", args.budget, "--seed", str(args.seed), "--no-progress",
+                                   "--strategy", "joint"])  # configs drawn from the raw joint space
     setup = build_setup(settings)
     configs = sample_configs(setup, args.configs, args.seed, 1.5 * settings.budget_ms)
     out = Path(args.out)

@@ -51,13 +51,13 @@ from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
 
 COMPRESSION = "prune,quant,lowrank"
 VARIANTS: dict[str, list[str]] = {
-    "joint TPE": ["--sampler", "tpe", "--techniques", COMPRESSION],
-    "joint NSGA-II": ["--sampler", "nsga2", "--techniques", COMPRESSION],
-    "joint random": ["--sampler", "random", "--techniques", COMPRESSION],
-    "prune only": ["--sampler", "tpe", "--techniques", "prune"],
-    "quant only": ["--sampler", "tpe", "--techniques", "quant"],
-    "low-rank only": ["--sampler", "tpe", "--techniques", "lowrank"],
-    "uniform": ["--sampler", "tpe", "--techniques", COMPRESSION, "--space", "uniform"],
+    "joint TPE": ["--sampler", "tpe", "--techniques", COMPRESSION, "--strategy", "joint"],
+    "joint NSGA-II": ["--sampler", "nsga2", "--techniques", COMPRESSION, "--strategy", "joint"],
+    "joint random": ["--sampler", "random", "--techniques", COMPRESSION, "--strategy", "joint"],
+    "prune only": ["--sampler", "tpe", "--techniques", "prune", "--strategy", "joint"],
+    "quant only": ["--sampler", "tpe", "--techniques", "quant", "--strategy", "joint"],
+    "low-rank only": ["--sampler", "tpe", "--techniques", "lowrank", "--strategy", "joint"],
+    "uniform": ["--sampler", "tpe", "--techniques", COMPRESSION, "--strategy", "uniform"],
     "allocate TPE": ["--sampler", "tpe", "--techniques", COMPRESSION, "--strategy", "allocate"],
 }
 

@@ -124,7 +124,7 @@ def _init_worker(budget: str, threads: int) -> None:
 
     global _SETUP
     torch.set_num_threads(threads)
-    _SETUP = build_setup(settings_from_args(["--budget", budget, "--no-progress"]))
+    _SETUP = build_setup(settings_from_args(["--budget", budget, "--no-progress", "--strategy", "joint"]))  # no table needed
 
 
 def recover_one(config_dict: dict, steps: int) -> dict:

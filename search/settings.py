@@ -39,7 +39,7 @@ class SearchSettings:
     trials: int = 40
     timeout_s: float | None = 15 * 60
     sampler: str = "tpe"
-    space: str = "joint"
+    space: str = "allocate"  # the best at 10 and 20 ms, recovered, on test (benchmarks/README.md section 11)
     sensitivity_images: int = 64
     techniques: tuple[str, ...] = TECHNIQUES
     storage: str | None = None
@@ -133,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "undone is run; raise it to add trials)")
     p.add_argument("--timeout", default="15min", help="stop starting trials after this long: 900s, 15min, 0 = none")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
-    p.add_argument("--strategy", "--space", dest="space", choices=SPACES, default="joint",
-                   help="joint: per-layer knobs sampled raw; uniform: one ratio for every layer (a baseline); "
-                        "allocate: a measured sensitivity table solved exactly under the budget, Optuna "
-                        "searching the damage weights, the budget share and distillation")
+    p.add_argument("--strategy", "--space", dest="space", choices=SPACES, default="allocate",
+                   help="allocate (default): a measured sensitivity table solved exactly under the budget, Optuna "
+                        "searching the damage weights per block and knob type and the budget share; joint: "
+                        "per-layer knobs sampled raw by the sampler; uniform: one ratio for every layer (a baseline)")
     p.add_argument("--sensitivity-images", type=int, default=64,
                    help="allocate: calibration images of the sensitivity table (cached on disk)")
     p.add_argument("--techniques", default=",".join(TECHNIQUES),

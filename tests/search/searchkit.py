@@ -19,7 +19,7 @@ BUDGET_MS = 0.3
 def quick_settings(results: Path, model: str, **overrides) -> SearchSettings:
     """SearchSettings of a quick in-process search (seeded random sampler, fp32, no progress bar)."""
     base = {"budget_ms": BUDGET_MS, "model": model, "trials": 3, "timeout_s": None, "sampler": "random", "seed": 0,
-            "results_dir": str(results), "study_name": "quick", "cheap_val_images": 64, "recover_steps": 2, "final_recover_steps": 3,
+            "results_dir": str(results), "study_name": "quick", "space": "joint", "cheap_val_images": 64, "recover_steps": 2, "final_recover_steps": 3,
             "limit_train": 256, "limit_val": 128, "bf16": False, "progress": False,
             "check_teacher": False}  # the test model has random weights: chance level
     return SearchSettings(**(base | overrides))
@@ -28,7 +28,7 @@ def quick_settings(results: Path, model: str, **overrides) -> SearchSettings:
 def quick_args(results: Path, model: str, *extra: str) -> list[str]:
     """The same quick search as command-line arguments of run_search.py."""
     return ["--budget", f"{BUDGET_MS}ms", "--model", model, "--sampler", "random", "--timeout", "0",
-            "--results-dir", str(results), "--study-name", "quick", "--cheap-val-images", "64",
+            "--results-dir", str(results), "--study-name", "quick", "--strategy", "joint", "--cheap-val-images", "64",
             "--recover-steps", "2", "--final-recover-steps", "3", "--limit-train", "256", "--limit-val", "128", "--no-bf16", "--no-progress", "--no-teacher-check",
             *extra]
 
