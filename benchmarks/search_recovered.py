@@ -99,18 +99,12 @@ def extend(variant: str, seed: int, args: argparse.Namespace, budget_s: float) -
             subprocess.run(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
 
 
-def picks(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], top: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``top`` feasible complete trials by cheap score (ties: lower latency), one per distinct config."""
+def picks(trials: list[optuna.trial.FrozenTrial], top: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``top`` feasible complete trials by cheap score, one per distinct config (as the search picks)."""
+    from search.winner import best_distinct
+
     feasible = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")]
-    out, seen = [], set()
-    for t in sorted(feasible, key=lambda t: (-t.values[0], t.values[1], t.number)):
-        key = json.dumps(t.user_attrs["config"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-        if len(out) == top:
-            break
-    return out
+    return best_distinct(feasible, top)
 
 
 _SETUP = None
@@ -174,7 +168,7 @@ def main() -> int:
         for v in args.variants:
             study = load(folder, study_name(v, s, args.trials))
             used[v, s] = within(study, budget_s[s])
-            chosen[v, s] = picks(study, used[v, s], args.top)
+            chosen[v, s] = picks(used[v, s], args.top)
     key = lambda v, s, t: f"{study_name(v, s, args.trials)}/{t.number}"  # noqa: E731
     jobs = [(key(v, s, t), t.user_attrs["config"]) for (v, s), ts in chosen.items() for t in ts
             if key(v, s, t) not in cache]

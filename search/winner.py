@@ -42,10 +42,15 @@ def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def top_feasible(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``k`` best feasible trials by score (ties: lower latency, then earlier), one per distinct config
-    (the sampler may propose a config twice; recovering it twice would only repeat the same run)."""
+    """The ``k`` best feasible trials of ``study``; see :func:`best_distinct`."""
+    return best_distinct(feasible_trials(study), k)
+
+
+def best_distinct(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``k`` best of complete ``trials`` by score (ties: lower latency, then earlier), one per distinct
+    config (the sampler may propose a config twice; recovering it twice would only repeat the same run)."""
     out, seen = [], set()
-    for t in sorted(feasible_trials(study), key=lambda t: (-t.values[0], t.values[1], t.number)):
+    for t in sorted(trials, key=lambda t: (-t.values[0], t.values[1], t.number)):
         key = json.dumps(t.user_attrs.get("config"), sort_keys=True)
         if key not in seen:
             seen.add(key)
