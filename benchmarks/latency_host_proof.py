@@ -66,8 +66,9 @@ def reference_block(csv_path: Path) -> str:
     return "HOST_REFERENCE: dict = " + pprint.pformat(ref, width=115, sort_dicts=True)
 
 
-def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8) -> tuple[list, int]:
+def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8, n_tome: int = 12) -> tuple[list, int]:
     """40 classifier + 8 full-MAE configs sampled from the search space (plus the two uncompressed models),
+    and 12 classifiers sampled with token merging (``--techniques ...,tokens``),
     each exported as ``LatencyPredictor.deployable_config`` -- the kernels the predictor priced (where a
     lower bit-width or a low-rank pair would be slower on this machine, the more precise kernel). Returns
     the items and how many configs that changed."""
@@ -84,6 +85,12 @@ def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8) -> tuple[l
             dep = predictor.deployable_config(shape, cfg, task=task)
             changed += dep != cfg
             items.append(model_item(DEFAULT, kind, dep, "identity" if i == 0 else f"p{seed}_{i - 1}"))
+    shape = describe(create_model(DEFAULT), name=DEFAULT)
+    merging = frozenset({"prune", "quant", "lowrank", "tokens"})
+    for i, cfg in enumerate(sample_configs(shape, n_tome, seed + 3, techniques=merging)):
+        dep = predictor.deployable_config(shape, cfg, task="classify")
+        changed += dep != cfg
+        items.append(model_item(DEFAULT, "classifier", dep, f"tome_p{seed}_{i}"))
     return items, changed
 
 
@@ -128,7 +135,7 @@ def main() -> int:
     samples, meta = read_measure_csv(ops_csv)
     prof = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops")
     if not args.reuse:
-        items, changed = _model_items(prof, args.seed, *((2, 1) if args.smoke else (40, 8)))
+        items, changed = _model_items(prof, args.seed, *((2, 1, 1) if args.smoke else (40, 8, 12)))
         print(f"phase 2: {len(items)} compressed models ({changed} configs exported at the kernels the predictor "
               "chose)", file=sys.stderr)
         _time(items, OUT / "kit-models", models_csv, args, cpu)
@@ -151,7 +158,7 @@ def main() -> int:
     print(f"whole compressed models (none used for fitting): n={m['n']}, MAPE {100 * m['mape']:.1f}%, "
           f"within ±10%: {100 * m['within_10pct']:.1f}% (target >= 90%), median predicted/measured {m['median_ratio']:.3f}"
           f"  [kernel-for-kernel: {100 * m_raw['within_10pct']:.1f}%]")
-    for kind in ("classifier", "mae"):
+    for kind in ("classifier", "mae", "classifier_tome"):
         sel = np.array([f"{DEFAULT}_{kind}_" in s.meta["bench"] for s in models])
         if sel.any():
             km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1

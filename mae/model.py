@@ -21,6 +21,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
+from mae.tome import merges_any, run_merging_blocks
 from spaces.shape import BlockShape, ModelShape
 
 
@@ -191,6 +192,10 @@ class ViTEncoder(nn.Module):
         return torch.cat([cls, x], dim=1)
 
     def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: [N, T, D]`` -> ``[N, T, D]``. Blocks that merge tokens (``merge_r``, set by the toolkit)
+        run through :func:`mae.tome.run_merging_blocks`, which unmerges at the end: same shape out."""
+        if merges_any(self.blocks):
+            return run_merging_blocks(self.blocks, x)
         for blk in self.blocks:
             x = blk(x)
         return x

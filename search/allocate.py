@@ -29,6 +29,12 @@ rather than a hand-rolled one that tests would have to trust.
 is one choice per model (the predictor falls back to float activations when int8 ones would not pay),
 so every solution is checked with the full ``predict_ms``; when it is over budget the budget is
 tightened by the excess and the problem re-solved, a few times, else :class:`AllocationError`.
+
+**Token merging.** ``merges`` (tokens merged per encoder block, ``mae.tome``) is a fixed schedule the
+allocation is solved *under*: every option is priced at its block's merged token count (so blocks of
+one part no longer price alike), and the schedule is written into the config. The schedule itself is
+not allocated: merging at one block changes every later block's tokens, which a sum over groups cannot
+express; the ``allocate`` strategy lets Optuna choose it (:mod:`search.allocation_space`).
 """
 from __future__ import annotations
 
@@ -100,7 +106,7 @@ class AllocationProblem:
     def __init__(self, table: SensitivityTable, predictor: LatencyPredictor, shape: ModelShape, *,
                  weights: Mapping[str, float] | None = None, task: str | None = None,
                  techniques: Collection[str] = TECHNIQUES, act_bits: int = 32, mask_ratio: float = 0.75,
-                 global_pool: str = "avg", distill: DistillConfig = NO_RECOVERY):
+                 global_pool: str = "avg", distill: DistillConfig = NO_RECOVERY, merges: Sequence[int] = ()):
         self.task = task or table.task
         if self.task != table.task:
             raise ValueError(f"the table measures {table.task!r} damage; it cannot allocate for {self.task!r}")
@@ -114,9 +120,14 @@ class AllocationProblem:
                                   f"{shape.name} does not have: it was built for another model")
         check_weights(weights, list(labels))
         ident = CompressionConfig.identity(shape)
-        self.base = replace(ident, act_bits=act_bits, distill=distill)
+        if merges and len(merges) != len(ident.blocks):
+            raise ValueError(f"merges has {len(merges)} entries, the model {len(ident.blocks)} encoder blocks")
+        self.merges = {f"b{i}": int(r) for i, r in enumerate(merges) if r}
+        self.base = replace(ident, act_bits=act_bits, distill=distill,
+                            blocks=tuple(replace(b, merge_tokens=self._merge(f"b{i}")) for i, b in enumerate(ident.blocks)))
         removed = BlockConfig(heads=0, mlp_hidden=0)
-        self._removed = replace(self.base, blocks=tuple(removed for _ in ident.blocks),
+        self._removed = replace(self.base, blocks=tuple(replace(removed, merge_tokens=self._merge(f"b{i}"))
+                                                        for i in range(len(ident.blocks))),
                                 decoder_blocks=tuple(removed for _ in ident.decoder_blocks))
         self._base_ms = self._predict(self._removed)
         # blocks the table does not cover stay as they are and cost a constant
@@ -147,9 +158,14 @@ class AllocationProblem:
             (dec if label.startswith("d") else enc)[int(label[1:])] = b
         return replace(config, blocks=tuple(enc), decoder_blocks=tuple(dec))
 
-    def _group_block(self, s: BlockShape, group: str, size: int, linears=()) -> BlockConfig:
+    def _merge(self, label: str) -> int:
+        """Tokens block ``label`` merges (0 for decoder blocks and without a schedule)."""
+        return self.merges.get(label, 0)
+
+    def _group_block(self, s: BlockShape, group: str, size: int, linears=(), merge: int = 0) -> BlockConfig:
         """A block with only ``group`` present, at ``size`` heads/units and the given Linear settings."""
         b = BlockConfig(heads=size, mlp_hidden=0) if group == "attn" else BlockConfig(heads=0, mlp_hidden=size)
+        b = replace(b, merge_tokens=merge)
         dims = s.linear_dims(b.heads, b.mlp_hidden)
         ranks, bits = dict(b.ranks), dict(b.weight_bits)
         for name, w, f in linears:
@@ -159,18 +175,20 @@ class AllocationProblem:
     def _prices(self, label: str, s: BlockShape, group: str, size: int) -> dict:
         """``{"shell": ms, (linear, bits, frac): (ms, effective bits, effective frac)}`` of one group at
         ``size``: the group with dense fp32 Linears, and each Linear setting's extra time and the kernel
-        it deploys as. Blocks of one part and shape price alike (same tokens), so this is cached."""
-        key = (label[0], s, group, size)
+        it deploys as. Blocks of one part and shape price alike (same tokens), so this is cached; with
+        token merging each block sees its own token count and is priced where it is."""
+        at = label if self.merges else label[0] + "0"  # without merging every block of a part sees the same tokens
+        key = (at, s, group, size)
         if key in self._price_cache:
             return self._price_cache[key]
-        at = label[0] + "0"  # every block of a part sees the same tokens: price at the first one
-        plain = self._group_block(s, group, size)
+        merge = self._merge(at)
+        plain = self._group_block(s, group, size, merge=merge)
         shell_ms = self._predict(self._with(self._removed, {at: plain}))
         out: dict = {"shell": shell_ms - self._base_ms}
         for name in GROUPS[group][1]:
             for w in self._levels_of("bits"):
                 for f in self._levels_of("rank"):
-                    config = self._with(self._removed, {at: self._group_block(s, group, size, [(name, w, f)])})
+                    config = self._with(self._removed, {at: self._group_block(s, group, size, [(name, w, f)], merge)})
                     deployed = self._block_of(self.predictor.deployable_config(self.shape, config, **self.kw), at)
                     r = deployed.ranks[name]
                     dims = s.linear_dims(deployed.heads, deployed.mlp_hidden)[name]
@@ -232,7 +250,7 @@ class AllocationProblem:
         blocks = {}
         for label in self.free:
             s, attn, mlp = labels[label], chosen[(label, "attn")], chosen[(label, "mlp")]
-            b = BlockConfig(heads=attn.size, mlp_hidden=mlp.size)
+            b = BlockConfig(heads=attn.size, mlp_hidden=mlp.size, merge_tokens=self._merge(label))
             dims = s.linear_dims(attn.size, mlp.size)
             ranks, bits = dict(b.ranks), dict(b.weight_bits)
             for name, w, f in attn.linears + mlp.linears:

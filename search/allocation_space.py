@@ -9,7 +9,9 @@ A sampled trial is not ~60 raw per-layer knobs but a handful of numbers the tabl
   do not add up exactly);
 * ``budget_share``: the part of the budget the allocation may use (a config a little under the budget
   may recover better than one exactly at it);
-* ``act_bits`` (with ``quant``) and the distillation knobs (as in the joint space).
+* ``act_bits`` (with ``quant``) and the distillation knobs (as in the joint space);
+* ``merge`` (with ``tokens``): the share of each block's patch tokens merged (ToMe's schedule,
+  ``spaces.space.merge_schedule``); the allocation is then solved at the merged token counts.
 
 The allocator then minimises the weighted damage under the budget exactly (scipy's milp), so every
 trial is feasible by construction: no sample is wasted over budget and the sampler never sees an
@@ -26,7 +28,7 @@ from evaluators.sensitivity import SensitivityTable, knob_type
 from search.allocate import AllocationProblem
 from spaces.config import CompressionConfig, DistillConfig
 from spaces.shape import ModelShape
-from spaces.space import SEARCH_RECOVERY_LR, TrialLike, sample_distill
+from spaces.space import MERGE_FRACTIONS, SEARCH_RECOVERY_LR, TrialLike, merge_schedule, sample_distill
 
 # knob type -> the technique that moves it
 KNOB_TECHNIQUE = {"heads": "prune", "mlp": "prune", "bits": "quant", "rank": "lowrank"}
@@ -49,6 +51,7 @@ class AllocationSpace:
     task: str = "classify"
     distill_steps: int = 0
     distill_lr: float = SEARCH_RECOVERY_LR
+    tokens: int = 0  # tokens entering the encoder (0: 1 + all patches)
     _problems: dict[tuple, AllocationProblem] = field(default_factory=dict, repr=False)
 
     def knob_types(self) -> tuple[str, ...]:
@@ -64,19 +67,26 @@ class AllocationSpace:
             weights[block] = trial.suggest_float(f"w_{block}", *BLOCK_WEIGHT_RANGE, log=True)
         share = trial.suggest_float("budget_share", *BUDGET_SHARE_RANGE)
         act_bits = trial.suggest_categorical("act_bits", (32, 8)) if "quant" in self.techniques else 32
+        merges: tuple[int, ...] = ()
+        if "tokens" in self.techniques:
+            fraction = trial.suggest_categorical("merge", MERGE_FRACTIONS)
+            blocks = merge_schedule(CompressionConfig.identity(self.shape).blocks, fraction,
+                                    self.tokens or 1 + self.shape.num_patches)
+            merges = tuple(b.merge_tokens for b in blocks) if fraction else ()
         distill = sample_distill(trial, self.techniques, self.distill_steps, self.distill_lr)
-        problem = self._problem(weights, act_bits)
+        problem = self._problem(weights, act_bits, merges)
         # a share below what the model can reach asks for the smallest config there is
         allocation = problem.solve(max(share * self.budget_ms, problem.floor_ms))
         return replace(allocation.config, distill=distill)
 
-    def _problem(self, weights: dict[str, float], act_bits: int) -> AllocationProblem:
-        """Options priced per (weights, act_bits); repeated samples (enqueued seeds, resumed studies)
-        reuse them."""
-        key = (tuple(sorted(weights.items())), act_bits)
+    def _problem(self, weights: dict[str, float], act_bits: int, merges: tuple[int, ...] = ()) -> AllocationProblem:
+        """Options priced per (weights, act_bits, merges); repeated samples (enqueued seeds, resumed
+        studies) reuse them."""
+        key = (tuple(sorted(weights.items())), act_bits, merges)
         if key not in self._problems:
             self._problems[key] = AllocationProblem(self.table, self.predictor, self.shape, weights=weights,
-                                                    task=self.task, techniques=self.techniques, act_bits=act_bits)
+                                                    task=self.task, techniques=self.techniques, act_bits=act_bits,
+                                                    merges=merges)
         return self._problems[key]
 
 
@@ -90,6 +100,8 @@ def seed_params(space: AllocationSpace, shares: tuple[float, ...] = SEED_SHARES)
         params["budget_share"] = share
         if "quant" in space.techniques:
             params["act_bits"] = 32
+        if "tokens" in space.techniques:
+            params["merge"] = 0.0
         if "distill" in space.techniques and space.distill_steps > 0:
             d = DistillConfig()  # the toolkit's defaults
             params.update({"distill.temperature": d.temperature, "distill.alpha": d.alpha,

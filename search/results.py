@@ -250,7 +250,7 @@ def layer_table(config: CompressionConfig, original: CompressionConfig, *,
     for part, blocks, orig in groups:
         for i, (b, o) in enumerate(zip(blocks, orig)):
             row = {"part": part, "block": i, "heads": b.heads, "heads_of": o.heads, "mlp_hidden": b.mlp_hidden,
-                   "mlp_of": o.mlp_hidden}
+                   "mlp_of": o.mlp_hidden, "merge_tokens": b.merge_tokens}
             for k in b.ranks:
                 live = k in b.live_linears()
                 row[f"{k}_bits"] = b.weight_bits[k] if live else None
@@ -267,6 +267,9 @@ def layer_table(config: CompressionConfig, original: CompressionConfig, *,
         for t in ("heads", "mlp", "bits", "rank"):
             table[f"damage_{t}"] = [damage.get((label, t), 0.0) for label in labels]
         table["damage"] = table[[f"damage_{t}" for t in ("heads", "mlp", "bits", "rank")]].sum(axis=1)
+        if table["merge_tokens"].any():  # measured alone at the teacher's token count: shown, not summed
+            table["damage_merge"] = [0.0 if r == 0 else sensitivity.damage(label, "merge", r)
+                                     for label, r in zip(labels, table["merge_tokens"])]
     return table
 
 
@@ -276,6 +279,9 @@ def layer_plot(table: pd.DataFrame, path: Path, title: str) -> None:
     label = table["part"].str[0] + table["block"].astype(str)
     panels = ["kept share", "weight bits", "SVD rank (empty: dense)"]
     has_damage = "damage" in table
+    merging = "merge_tokens" in table and bool(table["merge_tokens"].any())
+    if merging:
+        panels.append("tokens merged after the attention")
     if has_damage:
         panels.append("measured single-knob damage of the chosen levels")
     fig = make_subplots(rows=len(panels), cols=1, subplot_titles=panels, vertical_spacing=0.08)
@@ -284,9 +290,12 @@ def layer_plot(table: pd.DataFrame, path: Path, title: str) -> None:
     for k in ("qkv", "proj", "fc1", "fc2"):
         fig.add_trace(go.Bar(x=label, y=table[f"{k}_bits"], name=f"{k} bits"), row=2, col=1)
         fig.add_trace(go.Bar(x=label, y=table[f"{k}_rank"], name=f"{k} rank"), row=3, col=1)
+    if merging:
+        fig.add_trace(go.Bar(x=label, y=table["merge_tokens"], name="tokens merged"), row=4, col=1)
     if has_damage:
-        for t in ("heads", "mlp", "bits", "rank"):
-            fig.add_trace(go.Bar(x=label, y=table[f"damage_{t}"], name=f"damage: {t}"), row=4, col=1)
+        for t in ("heads", "mlp", "bits", "rank", "merge"):
+            if f"damage_{t}" in table:
+                fig.add_trace(go.Bar(x=label, y=table[f"damage_{t}"], name=f"damage: {t}"), row=len(panels), col=1)
     fig.update_layout(title=title, barmode="group", height=300 * len(panels))
     write_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 

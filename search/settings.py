@@ -15,7 +15,7 @@ from pathlib import Path
 from core.errors import UserError
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
 from search.budget import parse_budget_ms
-from spaces.space import TECHNIQUES
+from spaces.space import DEFAULT_TECHNIQUES, TECHNIQUES
 
 SAMPLERS = ("tpe", "nsga2", "random")
 TASKS = ("classify", "reconstruct")
@@ -41,7 +41,7 @@ class SearchSettings:
     sampler: str = "tpe"
     space: str = "allocate"  # the best at 10 and 20 ms, recovered, on test (benchmarks/README.md section 11)
     sensitivity_images: int = 64
-    techniques: tuple[str, ...] = TECHNIQUES
+    techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
     storage: str | None = None
     study_name: str | None = None
     resume: bool = False
@@ -79,7 +79,7 @@ class SearchSettings:
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
-        techniques = "+".join(self.techniques) if set(self.techniques) != set(TECHNIQUES) else "all"
+        techniques = "+".join(self.techniques) if set(self.techniques) != set(DEFAULT_TECHNIQUES) else "all"
         # a profile given as a .json path: its file name (a path would nest folders under results/)
         device = Path(self.device).stem if self.device.endswith(".json") else self.device
         # a model or data other than the embedded default: a short tag of each, so that a search of another
@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "per-layer knobs sampled raw by the sampler; uniform: one ratio for every layer (a baseline)")
     p.add_argument("--sensitivity-images", type=int, default=64,
                    help="allocate: calibration images of the sensitivity table (cached on disk)")
-    p.add_argument("--techniques", default=",".join(TECHNIQUES),
-                   help=f"comma-separated subset of {','.join(TECHNIQUES)}")
+    p.add_argument("--techniques", default=",".join(DEFAULT_TECHNIQUES),
+                   help=f"comma-separated subset of {','.join(TECHNIQUES)} (default: all but tokens)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in results/<study>/)")
     p.add_argument("--study-name", default=None)
     p.add_argument("--resume", action="store_true",

@@ -2,7 +2,7 @@
 data, the space, the latency predictor and the evaluator. Shared by the Optuna and Ray backends."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from core.files import file_sha256
 from evaluators.accuracy import TaskEvaluator
+from evaluators.latency.predict.ops import visible_tokens
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
 from mae.data import ImageSplit, describe_splits, load_dataset
@@ -17,7 +18,16 @@ from mae.model import MaskedAutoencoder, describe
 from search.settings import SearchSettings, SettingsError
 from spaces.config import BlockConfig, CompressionConfig
 from spaces.shape import LINEARS, ModelShape
-from spaces.space import RANK_FRACTIONS, WEIGHT_BIT_CHOICES, JointSpace, SearchSpace, UniformSpace, rank_for
+from spaces.space import (
+    MERGE_FRACTIONS,
+    RANK_FRACTIONS,
+    WEIGHT_BIT_CHOICES,
+    JointSpace,
+    SearchSpace,
+    UniformSpace,
+    merge_schedule,
+    rank_for,
+)
 from toolkit.model_spec import resolve_model
 
 
@@ -56,8 +66,14 @@ class SearchSetup:
             return BlockConfig(heads=heads, mlp_hidden=units, ranks={k: rank_for(frac, *dims[k]) for k in LINEARS},
                                weight_bits={k: bits for k in LINEARS})
 
-        return CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
-                                 decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
+        smallest = CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), act_bits=8 if "quant" in t else 32,
+                                     decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
+        if "tokens" not in t:
+            return smallest
+        # merging costs its matching, so the most merging is not always the fastest: take the faster
+        tokens = 1 + (visible_tokens(self.shape, 0.75) if self.task == "reconstruct" else self.shape.num_patches)
+        merged = replace(smallest, blocks=merge_schedule(smallest.blocks, max(MERGE_FRACTIONS), tokens))
+        return min((smallest, merged), key=self.predict_ms)
 
 
 def model_spec_for(settings: SearchSettings) -> str:
@@ -81,10 +97,12 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
     sensitivity table on a seeded calibration batch of the training split first."""
     techniques = frozenset(settings.techniques)
     steps = searched_distill_steps(settings)
+    # tokens entering the encoder: an MAE reconstructing sees only its visible patches (token merging)
+    tokens = 1 + (visible_tokens(shape, 0.75) if settings.task == "reconstruct" else shape.num_patches)
     if settings.space == "uniform":
-        return UniformSpace(shape=shape, techniques=techniques, distill_steps=steps)
+        return UniformSpace(shape=shape, techniques=techniques, distill_steps=steps, tokens=tokens)
     if settings.space == "joint":
-        return JointSpace(shape=shape, techniques=techniques, distill_steps=steps)
+        return JointSpace(shape=shape, techniques=techniques, distill_steps=steps, tokens=tokens)
     from evaluators.sensitivity import build_table
     from search.allocation_space import AllocationSpace
 
@@ -92,7 +110,7 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
                         data_name=settings.data, progress=settings.progress)
     return AllocationSpace(shape=shape, table=table, predictor=predictor, budget_ms=settings.budget_ms,
                            techniques=techniques, task="reconstruct" if settings.task == "reconstruct" else "classify",
-                           distill_steps=steps)
+                           distill_steps=steps, tokens=tokens)
 
 
 # a classifier this close to chance on the validation images was not trained for them

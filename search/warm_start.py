@@ -36,6 +36,8 @@ def _params_of(config: CompressionConfig, space: JointSpace, distill: DistillCon
                 params[f"{prefix}.{name}.bits"] = b.weight_bits[name]
             if "lowrank" in t:
                 params[f"{prefix}.{name}.rank"] = rank_fraction
+        if "tokens" in t and prefix.startswith("b"):
+            params[f"{prefix}.merge"] = 0.0  # the seeds merge no tokens: the sampler explores merging
     if "quant" in t:
         params["act_bits"] = 32
     if "distill" in t and space.distill_steps > 0:
@@ -65,7 +67,7 @@ def seed_params(shape: ModelShape, space: JointSpace, predict_ms: Callable[[Comp
             best: tuple[float, dict[str, Any]] | None = None
             for heads in keep:
                 for mlp in keep:
-                    fixed = {"keep_heads": heads, "keep_mlp": mlp, "bits": bits, "rank": frac}
+                    fixed = {"keep_heads": heads, "keep_mlp": mlp, "bits": bits, "rank": frac, "merge": 0.0}
                     config = uniform.sample(optuna.trial.FixedTrial(fixed))
                     params = _params_of(config, space, DistillConfig(), frac)
                     # priced as the joint space samples it: the config the trial will build and score

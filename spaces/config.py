@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.errors import UserError
-from spaces.shape import LINEARS, BlockShape, ModelShape
+from spaces.shape import LINEARS, BlockShape, ModelShape, mergeable_tokens
 
 SCHEMA_VERSION = 1
 WEIGHT_BITS = (32, 16, 8, 4)
@@ -29,18 +29,24 @@ class BlockConfig:
     """One transformer block after compression.
 
     ``heads`` / ``mlp_hidden`` kept (0 removes the sub-layer; the residual passes through);
-    ``ranks[linear]`` an SVD rank or None (dense); ``weight_bits[linear]`` 32, 16, 8 or 4.
+    ``ranks[linear]`` an SVD rank or None (dense); ``weight_bits[linear]`` 32, 16, 8 or 4;
+    ``merge_tokens``: tokens merged after this block's attention (ToMe's ``r``, ``mae.tome``; encoder
+    blocks only), so its MLP and every later block see that many fewer.
     """
 
     heads: int
     mlp_hidden: int
     ranks: Mapping[str, int | None] = field(default_factory=lambda: {k: None for k in LINEARS})
     weight_bits: Mapping[str, int] = field(default_factory=lambda: {k: 32 for k in LINEARS})
+    merge_tokens: int = 0
 
     def to_dict(self) -> dict:
-        return {"heads": self.heads, "mlp_hidden": self.mlp_hidden,
-                "ranks": {k: self.ranks[k] for k in LINEARS},
-                "weight_bits": {k: self.weight_bits[k] for k in LINEARS}}
+        d = {"heads": self.heads, "mlp_hidden": self.mlp_hidden,
+             "ranks": {k: self.ranks[k] for k in LINEARS},
+             "weight_bits": {k: self.weight_bits[k] for k in LINEARS}}
+        if self.merge_tokens:  # written only when used: configs without merging read as before
+            d["merge_tokens"] = self.merge_tokens
+        return d
 
     def live_linears(self) -> tuple[str, ...]:
         """Linears that still exist: attention ones when heads > 0, MLP ones when units > 0."""
@@ -131,6 +137,16 @@ class CompressionConfig:
         """Raise ConfigError when this config does not fit ``shape`` (block count, kept heads and units
         not above the original, ranks not above min(in, out) of the pruned Linear)."""
         _check_blocks(self.blocks, shape.blocks, "blocks")
+        tokens = 1 + shape.num_patches  # the most the encoder sees (classification); fewer clamp at run time
+        for i, b in enumerate(self.blocks):
+            if b.merge_tokens > mergeable_tokens(tokens):
+                raise ConfigError(f"blocks[{i}].merge_tokens: {b.merge_tokens} merged, but a block that sees "
+                                  f"{tokens} tokens can merge at most {mergeable_tokens(tokens)} (the class token "
+                                  f"is kept and at most half of the others merge)")
+            tokens -= b.merge_tokens
+        for i, b in enumerate(self.decoder_blocks):
+            if b.merge_tokens:
+                raise ConfigError(f"decoder_blocks[{i}].merge_tokens: token merging applies to the encoder only")
         if self.decoder_blocks or shape.decoder_blocks:
             if not shape.is_mae:
                 raise ConfigError("decoder_blocks: the model has no decoder (it is not a full MAE)")
@@ -150,7 +166,7 @@ class CompressionConfig:
             ranks = [f"{k}:{b.ranks[k]}" for k in b.live_linears() if b.ranks[k] is not None]
             bits = sorted({b.weight_bits[k] for k in b.live_linears()})
             parts.append(f"b{i}:h{b.heads}/m{b.mlp_hidden}/w{','.join(map(str, bits)) or '-'}"
-                         + (f"/r[{' '.join(ranks)}]" if ranks else ""))
+                         + (f"/r[{' '.join(ranks)}]" if ranks else "") + (f"/t-{b.merge_tokens}" if b.merge_tokens else ""))
         return " ".join(parts) + f" a{self.act_bits}"
 
 
@@ -178,10 +194,11 @@ def _parse_blocks(v: Any, where: str, allow_empty: bool) -> tuple[BlockConfig, .
 
 def _parse_block(b: Any, where: str) -> BlockConfig:
     _require_mapping(b, where)
-    _no_unknown(b, {"heads", "mlp_hidden", "ranks", "weight_bits"}, where)
-    for key in ("heads", "mlp_hidden"):
-        if not _is_int(b.get(key)) or b[key] < 0:
-            raise ConfigError(f"{where}.{key}: expected a whole number >= 0, got {b.get(key)!r}")
+    _no_unknown(b, {"heads", "mlp_hidden", "ranks", "weight_bits", "merge_tokens"}, where)
+    for key in ("heads", "mlp_hidden", "merge_tokens"):
+        v = b.get(key, 0 if key == "merge_tokens" else None)  # merge_tokens is optional
+        if not _is_int(v) or v < 0:
+            raise ConfigError(f"{where}.{key}: expected a whole number >= 0, got {v!r}")
     ranks = _parse_per_linear(b.get("ranks", {}), f"{where}.ranks", None)
     for k, r in ranks.items():
         if r is not None and (not _is_int(r) or r < 1):
@@ -190,7 +207,8 @@ def _parse_block(b: Any, where: str) -> BlockConfig:
     for k, w in bits.items():
         if not _is_int(w) or w not in WEIGHT_BITS:
             raise ConfigError(f"{where}.weight_bits.{k}: {w!r} is not one of {', '.join(map(str, WEIGHT_BITS))}")
-    return BlockConfig(heads=b["heads"], mlp_hidden=b["mlp_hidden"], ranks=ranks, weight_bits=bits)
+    return BlockConfig(heads=b["heads"], mlp_hidden=b["mlp_hidden"], ranks=ranks, weight_bits=bits,
+                       merge_tokens=b.get("merge_tokens", 0))
 
 
 def _parse_per_linear(v: Any, where: str, default: Any) -> dict[str, Any]:

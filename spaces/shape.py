@@ -9,6 +9,24 @@ from dataclasses import asdict, dataclass
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
 
+def mergeable_tokens(tokens: int) -> int:
+    """Most tokens one block can merge (ToMe's bipartite matching, ``mae.tome``): the A set (even
+    positions, ``ceil(tokens / 2)``) without the protected class token, i.e. ``(tokens - 1) // 2``. A
+    block therefore keeps at least ``(tokens + 1) // 2`` tokens, and never fewer than 2 from 3 or more."""
+    return max(0, (tokens - 1) // 2)
+
+
+def token_flow(tokens: int, merges: "list[int] | tuple[int, ...]") -> list[tuple[int, int]]:
+    """``[(tokens in, tokens merged)]`` per block for ``merges`` asked per block, each clamped to
+    :func:`mergeable_tokens` exactly as the model clamps it; ``tokens`` entering the first block."""
+    flow = []
+    for r in merges:
+        r_eff = min(r, mergeable_tokens(tokens))
+        flow.append((tokens, r_eff))
+        tokens -= r_eff
+    return flow
+
+
 @dataclass(frozen=True)
 class BlockShape:
     """One transformer block: width ``dim``, ``heads`` x ``head_dim`` attention, ``mlp_hidden`` units."""

@@ -6,24 +6,37 @@ fraction of the *pruned* Linear's min(in, out) and dropped when they would not s
 knobs of a removed sub-layer are not asked for (conditional parameters).
 
 Parameter names (what the dashboard and the trials table show): ``b{i}.heads``, ``b{i}.mlp``,
-``b{i}.{linear}.bits``, ``b{i}.{linear}.rank``; ``d{i}.*`` for decoder blocks of a full MAE;
-``act_bits``, ``distill.temperature``, ``distill.alpha``, ``distill.feature_weight``.
+``b{i}.{linear}.bits``, ``b{i}.{linear}.rank``, ``b{i}.merge`` (token merging: the fraction of the
+block's patch tokens merged); ``d{i}.*`` for decoder blocks of a full MAE; ``act_bits``,
+``distill.temperature``, ``distill.alpha``, ``distill.feature_weight``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from spaces.config import BlockConfig, CompressionConfig, DistillConfig
-from spaces.shape import LINEARS, BlockShape, ModelShape
+from spaces.shape import LINEARS, BlockShape, ModelShape, mergeable_tokens
 
-TECHNIQUES = ("prune", "quant", "lowrank", "distill")
+TECHNIQUES = ("prune", "quant", "lowrank", "distill", "tokens")
+# What a search uses unless --techniques says otherwise. Token merging is opt-in: on the embedded
+# default (49 patches) the search with it did not beat the search without it (benchmarks/README.md).
+DEFAULT_TECHNIQUES = ("prune", "quant", "lowrank", "distill")
 # Peak learning rate of a searched config's recovery. Why not the toolkit's 1e-4: searched configs are
 # far smaller than the half preset and recover in ~150 steps; on the default search's winner config,
 # 150 steps reached val top-1 87.46% at 1e-4 and 88.60% at 3e-4 (same seed, this 2-core machine).
 SEARCH_RECOVERY_LR = 3e-4
 RANK_FRACTIONS = (0.0, 0.125, 0.25, 0.5)  # 0.0 = keep the Linear dense
 WEIGHT_BIT_CHOICES = (32, 16, 8, 4)
+# Token merging: the fraction of a block's patch tokens (class token excluded) merged after its
+# attention; 0.5 is the most bipartite matching can merge (spaces.shape.mergeable_tokens).
+MERGE_FRACTIONS = (0.0, 0.0625, 0.125, 0.25)
+
+
+def merge_for(fraction: float, tokens: int) -> int:
+    """Tokens merged in a block that sees ``tokens`` (class token included) at ``fraction`` of its
+    patch tokens, within what the matching can merge."""
+    return min(round(fraction * (tokens - 1)), mergeable_tokens(tokens))
 
 
 class TrialLike(Protocol):
@@ -78,12 +91,14 @@ class JointSpace:
     """Per-layer joint space: heads, MLP units, per-Linear bits and ranks, activation bits, distillation."""
 
     shape: ModelShape
-    techniques: frozenset[str] = frozenset(TECHNIQUES)
+    techniques: frozenset[str] = frozenset(DEFAULT_TECHNIQUES)
     weight_bits: tuple[int, ...] = WEIGHT_BIT_CHOICES
     rank_fractions: tuple[float, ...] = RANK_FRACTIONS
+    merge_fractions: tuple[float, ...] = MERGE_FRACTIONS
     distill_steps: int = 0
     distill_lr: float = SEARCH_RECOVERY_LR
     include_decoder: bool = field(default=True)
+    tokens: int = 0  # tokens entering the encoder (0: 1 + all patches; an MAE reconstructing sees 1 + K)
 
     def __post_init__(self) -> None:
         unknown = set(self.techniques) - set(TECHNIQUES)
@@ -92,7 +107,7 @@ class JointSpace:
         if not self.techniques:
             raise ValueError("at least one technique is needed")
 
-    def _block(self, trial: TrialLike, prefix: str, s: BlockShape) -> BlockConfig:
+    def _block(self, trial: TrialLike, prefix: str, s: BlockShape, tokens: int = 0) -> BlockConfig:
         heads, units = s.heads, s.mlp_hidden
         if "prune" in self.techniques:
             heads = trial.suggest_int(f"{prefix}.heads", 0, s.heads)
@@ -107,10 +122,17 @@ class JointSpace:
             if "lowrank" in self.techniques:
                 frac = trial.suggest_categorical(f"{prefix}.{name}.rank", self.rank_fractions)
                 ranks[name] = rank_for(frac, *dims[name])
-        return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits=bits)
+        merge = 0
+        if "tokens" in self.techniques and tokens:
+            merge = merge_for(trial.suggest_categorical(f"{prefix}.merge", self.merge_fractions), tokens)
+        return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits=bits, merge_tokens=merge)
 
     def sample(self, trial: TrialLike) -> CompressionConfig:
-        blocks = tuple(self._block(trial, f"b{i}", s) for i, s in enumerate(self.shape.blocks))
+        blocks, tokens = [], self.tokens or 1 + self.shape.num_patches
+        for i, s in enumerate(self.shape.blocks):
+            blocks.append(self._block(trial, f"b{i}", s, tokens))
+            tokens -= blocks[-1].merge_tokens
+        blocks = tuple(blocks)
         decoder = ()
         if self.include_decoder and self.shape.decoder_blocks:
             decoder = tuple(self._block(trial, f"d{i}", s) for i, s in enumerate(self.shape.decoder_blocks))
@@ -127,12 +149,14 @@ class UniformSpace:
     """The obvious heuristic: one ratio for every layer (heads kept, MLP kept, bits, rank fraction)."""
 
     shape: ModelShape
-    techniques: frozenset[str] = frozenset(TECHNIQUES)
+    techniques: frozenset[str] = frozenset(DEFAULT_TECHNIQUES)
     distill_steps: int = 0
     distill_lr: float = SEARCH_RECOVERY_LR
+    tokens: int = 0  # as in JointSpace
 
     def sample(self, trial: TrialLike) -> CompressionConfig:
         t = self.techniques
+        merge_frac = trial.suggest_categorical("merge", MERGE_FRACTIONS) if "tokens" in t else 0.0
         head_keep = trial.suggest_float("keep_heads", 0.0, 1.0, step=0.125) if "prune" in t else 1.0
         mlp_keep = trial.suggest_float("keep_mlp", 0.0, 1.0, step=0.125) if "prune" in t else 1.0
         bits = trial.suggest_categorical("bits", WEIGHT_BIT_CHOICES) if "quant" in t else 32
@@ -148,5 +172,17 @@ class UniformSpace:
             return BlockConfig(heads=heads, mlp_hidden=units, ranks=ranks, weight_bits={k: bits for k in LINEARS})
 
         distill = DistillConfig(steps=self.distill_steps if "distill" in t else 0, lr=self.distill_lr)
-        return CompressionConfig(blocks=tuple(block(s) for s in self.shape.blocks), distill=distill,
-                                 decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
+        return CompressionConfig(blocks=merge_schedule(tuple(block(s) for s in self.shape.blocks), merge_frac,
+                                                       self.tokens or 1 + self.shape.num_patches),
+                                 distill=distill, decoder_blocks=tuple(block(s) for s in self.shape.decoder_blocks))
+
+
+def merge_schedule(blocks: tuple[BlockConfig, ...], fraction: float, tokens: int) -> tuple[BlockConfig, ...]:
+    """``blocks`` with every one merging ``fraction`` of the patch tokens it sees (ToMe's schedule:
+    the same share per block, so fewer tokens each time); ``tokens`` enter the first block."""
+    out = []
+    for b in blocks:
+        r = merge_for(fraction, tokens)
+        out.append(replace(b, merge_tokens=r))
+        tokens -= r
+    return tuple(out)

@@ -21,6 +21,7 @@ from spaces.config import CompressionConfig, ConfigError
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import prune_model
 from toolkit.quant import bake_fake_quant_, prepare_fake_quant_
+from toolkit.tokens import apply_token_merging
 
 WEIGHTS, CONFIG = "model.safetensors", "compression.json"
 
@@ -50,6 +51,7 @@ def load_compressed(folder: Path) -> tuple[nn.Module, CompressionConfig]:
     model: nn.Module = MaskedAutoencoder(arch) if meta.get("kind") == "mae" else MAEClassifier(arch)
     prune_model(model, config, importance="magnitude")
     apply_lowrank(model, config)
+    apply_token_merging(model, config)
     prepare_fake_quant_(model, config)
     bake_fake_quant_(model)
     try:

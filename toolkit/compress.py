@@ -6,7 +6,8 @@ Order (each step needs the previous one's shapes):
 
 1. **prune** heads and MLP units (importance from ``config.importance``; Taylor uses a calibration
    batch), physically shrinking the Linears;
-2. **low-rank**: SVD-factorise the surviving Linears that have a rank;
+2. **low-rank**: SVD-factorise the surviving Linears that have a rank; **token merging** per encoder
+   block (``toolkit.tokens``: no weights, the model merges in its forward);
 3. **quantize**: per-Linear weight bits (fake-quantized values baked into the weights, or kept in the
    loop as QAT during recovery), then MinMax calibration of int8 activations;
 4. **recover** (optional, ``config.distill.steps`` or ``recover_steps``): distillation from the
@@ -31,6 +32,7 @@ from toolkit.distill import recover
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import prune_model
 from toolkit.quant import bake_fake_quant_, calibrate_activations_, prepare_fake_quant_
+from toolkit.tokens import apply_token_merging
 
 
 @dataclass
@@ -42,6 +44,7 @@ class CompressionReport:
     prune: dict = field(default_factory=dict)
     lowrank: list[dict] = field(default_factory=list)
     quant: list[dict] = field(default_factory=list)
+    merge_tokens: list[int] = field(default_factory=list)
     recovery: dict | None = None
 
     def to_dict(self) -> dict:
@@ -92,6 +95,7 @@ def compress(
     pr = prune_model(student, config, importance=config.importance, calib_batches=batches, loss_fn=_task_loss)
     report.prune = pr.to_dict()
     report.lowrank = [e.to_dict() for e in apply_lowrank(student, config)]
+    report.merge_tokens = apply_token_merging(student, config)
     prepare_fake_quant_(student, config)
     calibrate_activations_(student, (x for x, _ in batches))
     if steps > 0 and train is not None:

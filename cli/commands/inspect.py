@@ -43,7 +43,20 @@ def _dims(op) -> str:
         return f"{op.m:g}x{op.k:g} -> {op.n:g}"
     if op.kind == "attention":
         return f"{op.heads:g} heads x {op.head_dim:g}, {op.m:g}x{op.kv:g}"
+    if op.kind == "merge":
+        return f"{op.kv:g} tokens, keys {op.k:g} wide"
     return f"{op.elems:g} values"
+
+
+def _tokens_per_block(shape, config, task: str, mask_ratio: float) -> list[str]:
+    """``"attention/MLP"`` token counts of each encoder block (they differ only where tokens merge)."""
+    from evaluators.latency.predict.ops import visible_tokens
+    from spaces.shape import token_flow
+
+    if config is None:
+        return []
+    tokens = 1 + (visible_tokens(shape, mask_ratio) if task == "reconstruct" else shape.num_patches)
+    return [f"{t}/{t - r}" for t, r in token_flow(tokens, [b.merge_tokens for b in config.blocks])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             "confidence": dev.confidence, "task": args.task or ("reconstruct" if shape.is_mae else "classify"),
             "latency_ms": round(total, 4), "call_ms": round(predictor.call_ms, 4),
             "macs": sum(op.macs for op in ops), "weights": sum(op.params for op in ops),
+            "tokens_per_block": _tokens_per_block(shape, config, args.task or ("reconstruct" if shape.is_mae
+                                                                            else "classify"), args.mask_ratio),
             "ops": [{**r.to_dict(), "shape": _dims(op)} for r, op in zip(rows, ops)]}, indent=1))
         return 0
     print(f"{args.model}{' + ' + args.config if args.config else ' (uncompressed)'} on {dev.name} "
@@ -81,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'runtime call overhead':28s} {'':9s} {'':26s} {'':9s} {'':12s} {'':7s} {predictor.call_ms:8.3f}")
     print(f"total: {sum(op.params for op in ops):,.0f} weights in Linears, {sum(op.macs for op in ops):,.0f} MACs, "
           f"predicted latency {total:.2f} ms")
+    tokens = _tokens_per_block(shape, config, args.task or ("reconstruct" if shape.is_mae else "classify"),
+                               args.mask_ratio)
+    if config is not None and any(b.merge_tokens for b in config.blocks):
+        print(f"tokens per encoder block (attention / MLP): {' '.join(tokens)} -- token merging")
     if any(r.kernel != r.dtype for r in rows):
         print("* priced at another kernel: on this device the lower bit-width (or the low-rank pair, 'dense-') "
               "would not be faster, so deploying it is not worth it")

@@ -46,6 +46,26 @@ def test_apply_writes_model_onnx_and_report(tiny_ckpt, tmp_path, capsys, ort_int
     assert "exists" in _one_error_line(capsys)
 
 
+@pytest.mark.xfail(strict=True, reason="known defect (issue 16, open): the ONNX export of a merging model "
+                   "fails its Linear-naming check (see tests/mae/test_tome.py)")
+def test_tokens_preset_merges_in_every_block_and_apply_reloads_it_exactly(tiny_ckpt, tmp_path, capsys):
+    cfg_path = tmp_path / "tokens.json"
+    assert main(["example-config", "--model", tiny_ckpt, "--preset", "tokens", "--out", str(cfg_path)]) == 0
+    cfg = CompressionConfig.from_json(cfg_path.read_text())
+    assert [b.merge_tokens for b in cfg.blocks] == [2, 2]  # 1/8 of 16, then of 14 patch tokens
+    assert cfg.is_identity(describe(create_model("mae_vit_test_p7_28"))) is False
+    assert all(b.heads == 2 and b.weight_bits["fc1"] == 32 for b in cfg.blocks)  # merging only
+    out = tmp_path / "out"
+    assert main(["apply", str(cfg_path), "--model", tiny_ckpt, "--out", str(out), "--recover-steps", "2",
+                 "--limit", "64", "--no-bf16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["compression"]["merge_tokens"] == [2, 2]
+    assert abs(report["after"]["onnx_top1"] - report["after"]["top1"]) <= 1 / 64  # the ONNX graph merges too
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out), "--limit", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == report["after"]["top1"]
+
+
 @pytest.mark.parametrize("content, message", [("{", "is not valid JSON"),
                                               ('{"schema_version": 1, "blocks": []}', "blocks: expected a non-empty")])
 def test_bad_config_files_exit_2_with_one_sentence(tiny_ckpt, tmp_path, capsys, content, message):

@@ -60,17 +60,19 @@ def default_shape():
     return describe(create_model("mae_vit_tiny_p4_28"))
 
 
-def _brute_force(table, predictor, shape, keep):
-    """(latency, damage) of every config made of the kept levels, as deployed (what the allocator prices)."""
+def _brute_force(table, predictor, shape, keep, merges=None):
+    """(latency, damage) of every config made of the kept levels, as deployed (what the allocator prices);
+    ``merges``: a token-merging schedule every config carries."""
     per_block = []
-    for s in shape.blocks:
+    for i, s in enumerate(shape.blocks):
         combos = []
         for h, m, qb, fb, fr in itertools.product(range(s.heads + 1), keep["mlp"] + (s.mlp_hidden,), keep["qkv.bits"],
                                                   keep["fc1.bits"], keep["fc2.rank"]):
             dims = s.linear_dims(h, m)
             b = BlockConfig(heads=h, mlp_hidden=m)
             combos.append(replace(b, weight_bits={**b.weight_bits, "qkv": qb, "fc1": fb},
-                                  ranks={**b.ranks, "fc2": rank_for(fr, *dims["fc2"])}))
+                                  ranks={**b.ranks, "fc2": rank_for(fr, *dims["fc2"])},
+                                  merge_tokens=merges[i] if merges else 0))
         per_block.append(combos)
     out = []
     for blocks in itertools.product(*per_block):
@@ -96,6 +98,23 @@ def test_objective_equals_brute_force_and_every_config_fits(tiny_shape, predicto
         assert a.damage == pytest.approx(best, abs=1e-12)
         assert a.latency_ms == predictor.predict_ms(tiny_shape, a.config) <= budget + 1e-9
         assert a.damage == pytest.approx(additive_damage(table, tiny_shape, a.config))
+
+
+def test_under_a_token_merging_schedule_the_objective_still_equals_brute_force(tiny_shape, predictor):
+    """Blocks see different token counts once tokens merge, so each is priced where it is; the
+    allocation stays exact under the fixed schedule, and every config carries it."""
+    keep = {"mlp": (0, 64), "qkv.bits": (32, 8), "fc1.bits": (32, 4), "fc2.rank": (0.0, 0.25),
+            "proj.bits": (32,), "fc2.bits": (32,), "qkv.rank": (0.0,), "proj.rank": (0.0,), "fc1.rank": (0.0,)}
+    table = synthetic_table(tiny_shape, keep=keep)
+    merges = (6, 3)
+    brute = _brute_force(table, predictor, tiny_shape, keep, merges)
+    problem = AllocationProblem(table, predictor, tiny_shape, merges=merges)
+    assert problem.floor_ms == pytest.approx(brute[:, 0].min())
+    for budget in np.quantile(brute[:, 0], [0.0, 0.3, 0.7, 1.0]):
+        a = problem.solve(float(budget))
+        assert [b.merge_tokens for b in a.config.blocks] == list(merges)
+        assert a.damage == pytest.approx(brute[brute[:, 0] <= budget + 1e-9, 1].min(), abs=1e-12)
+        assert a.latency_ms == predictor.predict_ms(tiny_shape, a.config) <= budget + 1e-9
 
 
 def test_looser_budgets_never_give_more_damage(default_shape, predictor):

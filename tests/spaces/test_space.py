@@ -55,3 +55,32 @@ def test_full_mae_space_covers_decoder_blocks():
     cfg = JointSpace(shape=shape).sample(study.ask())
     assert len(cfg.decoder_blocks) == 2
     cfg.validate_for(shape)
+
+
+@pytest.mark.parametrize("space_cls", [JointSpace, UniformSpace])
+def test_token_merging_is_searched_only_when_asked_and_stays_valid(space_cls):
+    from spaces.space import DEFAULT_TECHNIQUES, TECHNIQUES
+
+    assert "tokens" in TECHNIQUES and "tokens" not in DEFAULT_TECHNIQUES
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    merged_any = False
+    for techniques in (frozenset(DEFAULT_TECHNIQUES), frozenset(TECHNIQUES)):
+        space = space_cls(shape=SHAPE, techniques=techniques)
+        for _ in range(30):
+            trial = study.ask()
+            cfg = space.sample(trial)
+            cfg.validate_for(SHAPE)
+            assert CompressionConfig.from_dict(cfg.to_dict()) == cfg
+            merges = [b.merge_tokens for b in cfg.blocks]
+            if "tokens" not in techniques:
+                assert not any(merges) and not any("merge" in p for p in trial.params)
+            merged_any |= any(merges)
+            study.tell(trial, 0.0)
+    assert merged_any
+
+
+def test_merge_schedule_takes_the_same_share_of_fewer_tokens_each_block():
+    from spaces.space import merge_schedule
+
+    blocks = merge_schedule(CompressionConfig.identity(SHAPE).blocks, 0.25, 50)
+    assert [b.merge_tokens for b in blocks] == [12, 9, 7, 5, 4, 3]  # 49, 37, 28, 21, 16, 12 patch tokens

@@ -52,6 +52,9 @@ HOST_REFERENCE: dict = {'call_us': 0.0,
           'linear/w8a32': {'ns_per_act': 0.379328, 'ns_per_mac': 0.002053, 'ns_per_weight': 0.040235},
           'linear/w8a8': {'ns_per_act': 0.414746, 'ns_per_mac': 0.002165, 'ns_per_weight': 0.036588},
           'mask/fp32': {'ns_per_elem': 0.103688},
+          # token merging (issue 16): fitted on the EPYC host's operator sweep of 2026-12-01 (the other terms
+          # are the Xeon's of 2026-11-25; re-referencing all would move every shipped number)
+          'merge/fp32': {'ns_per_elem': 9.406911, 'ns_per_mac': 0.084832},
           'pool/fp32': {'ns_per_elem': 0.571201},
           'unshuffle/fp32': {'ns_per_elem': 1.786099}},
  'op_us': {'add/fp32': 0.741,
@@ -67,5 +70,6 @@ HOST_REFERENCE: dict = {'call_us': 0.0,
            'linear/w8a32': 0.4935,
            'linear/w8a8': 1.3566,
            'mask/fp32': 1.0143,
+           'merge/fp32': 85.2164,
            'pool/fp32': 1.3637,
            'unshuffle/fp32': 9.6428}}

@@ -109,6 +109,30 @@ class Stem(nn.Module):
         return tuple(x[:, 1:].mean(dim=1) for x in xs)  # pool
 
 
+class Merges(nn.Module):
+    """R token merges as ``mae.tome.run_merging_blocks`` runs one after a block's attention: keys
+    ``[B, H, T, hd]`` averaged over heads, bipartite matching, size-weighted merge of ``x [B, T, D]``,
+    and the source-map update; each on its own inputs. ``merge`` tokens merged."""
+
+    def __init__(self, r: int, tokens: int, merge: int):
+        super().__init__()
+        self.r, self.merge = r, merge
+        self.register_buffer("source", torch.arange(tokens).unsqueeze(0))
+
+    def forward(self, *xs):
+        from mae.tome import bipartite_merge_index, merge_tokens
+
+        outs = []
+        for i in range(self.r):
+            x, k = xs[2 * i], xs[2 * i + 1]
+            t = x.shape[1]
+            index = bipartite_merge_index(k.mean(dim=1), self.merge)
+            merged, size = merge_tokens(x, torch.ones_like(x[..., :1]), index, t - self.merge)
+            source = index.gather(1, self.source.expand(x.shape[0], -1))
+            outs += [merged, size, source]
+        return tuple(outs)
+
+
 def export_module(module, args: tuple, path: Path, input_names: list[str]) -> None:
     """TorchScript exporter, opset 17, batch dimension dynamic: the settings of ``toolkit.export`` (a
     dynamic batch keeps the shape arithmetic -- Shape, Gather, Concat, Sqrt -- that real models run)."""

@@ -15,10 +15,11 @@ import torch
 from evaluators.latency.measure.items import BenchItem, onnx_inputs
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
-from spaces.space import TECHNIQUES, JointSpace
+from spaces.space import DEFAULT_TECHNIQUES, JointSpace
 from toolkit.export import export_onnx, linear_bits_for, quantize_onnx
 from toolkit.lowrank import apply_lowrank
 from toolkit.prune import prune_model
+from toolkit.tokens import apply_token_merging
 
 
 class _RngTrial:
@@ -39,7 +40,7 @@ class _RngTrial:
 
 def sample_configs(shape, n: int, seed: int, techniques: frozenset[str] | None = None):
     """``n`` seeded configs from the project's joint search space for ``shape``."""
-    space = JointSpace(shape=shape, techniques=techniques or frozenset(TECHNIQUES) - {"distill"})
+    space = JointSpace(shape=shape, techniques=techniques or frozenset(DEFAULT_TECHNIQUES) - {"distill"})
     rng = np.random.default_rng(seed)
     return [space.sample(_RngTrial(rng)) for _ in range(n)]
 
@@ -56,6 +57,7 @@ def model_item(preset: str, kind: str, config, tag: str, mask_ratio: float = 0.7
         model = create_model(preset, kind=kind).eval()
         prune_model(model, config, importance="magnitude")
         apply_lowrank(model, config)
+        apply_token_merging(model, config)
         arch = model.arch
         img = (1, arch.in_chans, arch.img_size, arch.img_size)
         with tempfile.TemporaryDirectory() as tmp:

@@ -171,6 +171,32 @@ def stem_item(kind: str, dim: int, *, img: int = 28, patch: int = 4, chans: int 
     return BenchItem(name, "op", {"ops": ops, "io": len(names) - 1 + r - 1}, build)
 
 
+def merge_item(tokens: int, dim: int, heads: int, head_dim: int, merge: int, r: int = 4) -> BenchItem:
+    """R token merges (``mae.tome``) on ``tokens`` x ``dim`` tokens with ``heads`` x ``head_dim`` keys."""
+    names = [n for i in range(r) for n in (f"x{i}", f"k{i}")]
+    shapes = [s for _ in range(r) for s in ((1, tokens, dim), (1, heads, tokens, head_dim))]
+    op = Op("merge", "merge", m=tokens, kv=tokens, k=head_dim, n=dim)
+
+    def build(path: Path) -> list[dict]:
+
+        torch.manual_seed(0)
+        bench_modules.export_module(bench_modules.Merges(r, tokens, merge), tuple(torch.randn(s) for s in shapes),
+                                    path, names)
+        return onnx_inputs(names, shapes)
+
+    return BenchItem(f"merge_t{tokens}_d{dim}_h{heads}x{head_dim}_r{merge}", "op",
+                     {"ops": [[op.to_dict(), r]], "io": (2 * r - 1) + (3 * r - 1)}, build)
+
+
+MERGE_SHAPES = ((50, 192, 3, 64), (25, 192, 3, 64), (17, 64, 2, 32), (65, 128, 4, 32), (197, 384, 6, 64),
+                (197, 768, 12, 64), (99, 768, 12, 64), (13, 192, 3, 64))
+
+
+def merge_items() -> list[BenchItem]:
+    """Token-merge rows at the token counts and widths the sweeps use, merging a quarter of the tokens."""
+    return [merge_item(t, d, h, hd, max(1, (t - 1) // 4)) for t, d, h, hd in MERGE_SHAPES]
+
+
 def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchItem]:
     """The operator sweep: Linear shapes x dtypes (incl. int8 and int4), attention at several token and
     head counts, LayerNorm, GELU, add, and the one-off stem/pooling ops. ``quick`` is a handful.
@@ -219,4 +245,4 @@ def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchI
         items += [stem_item(kind, d, tokens=t) for t, d in ((50, 192), (13, 192), (49, 128), (197, 384))]
     for kind in ("mask", "unshuffle"):
         items += [stem_item(kind, d, tokens=t) for t, d in ((49, 192), (49, 128), (196, 384), (196, 512), (16, 64))]
-    return items
+    return items + merge_items()

@@ -10,6 +10,8 @@ Features (all counts, so every coefficient is a time per unit and must be >= 0):
   inputs, writing outputs, quantizing activations for integer kernels);
 * ``attention``: ``ns_per_mac`` x 2 m kv h d (``q k^T`` and ``attn v``), ``ns_per_score`` x h m kv
   (softmax over the scores), ``ns_per_act`` x 4 m h d (split q, k, v, merge heads);
+* ``merge`` (token merging, ``mae.tome``): ``ns_per_mac`` x the bipartite score MACs, ``ns_per_elem``
+  x m n (the token values weighted, scatter-added and divided);
 * elementwise kinds: ``ns_per_elem`` x elements.
 
 With non-negative coefficients every feature grows with heads, units, rank and tokens, so fewer of
@@ -26,6 +28,7 @@ from evaluators.latency.predict.ops import ELEMENTWISE_KINDS, LINEAR_KINDS, Op
 FEATURES: dict[str, tuple[str, ...]] = {
     **{k: ("ns_per_mac", "ns_per_weight", "ns_per_act") for k in LINEAR_KINDS},
     "attention": ("ns_per_mac", "ns_per_score", "ns_per_act"),
+    "merge": ("ns_per_mac", "ns_per_elem"),
     **{k: ("ns_per_elem",) for k in ELEMENTWISE_KINDS},
 }
 LINEAR_DTYPES = ("fp32", "fp16", "w8a32", "w8a8", "w4a32", "w4a8")
@@ -66,6 +69,8 @@ def feature_values(op: Op) -> tuple[float, ...]:
     if op.kind == "attention":
         hd = op.heads * op.head_dim
         return (2.0 * op.m * op.kv * hd, op.heads * op.m * op.kv, 4.0 * op.m * hd)
+    if op.kind == "merge":
+        return (op.macs, op.m * op.n)
     return (op.elems,)
 
 

@@ -17,7 +17,13 @@ runs (one entry per kernel group, glue such as Reshape/Transpose folded into the
   (``.first`` in -> r without bias, ``.second`` r -> out) when the rank saves compute, otherwise
   the toolkit keeps it dense (same rule as ``toolkit.lowrank.saves_compute``);
 * ``attention``: the core of one self-attention (split into heads, ``q k^T``, softmax, ``attn v``,
-  merge heads) for the heads kept.
+  merge heads) for the heads kept;
+* ``merge``: token merging after a block's attention (``mae.tome``: keys averaged over heads,
+  bipartite matching ``ceil(T/2) x floor(T/2)`` cosine scores, max / sort, size-weighted scatter-add);
+  ``m`` rows (B T) in, ``kv`` tokens T per sequence, ``k`` metric width, ``n`` model width (the cost does
+  not depend on how many merge: every A token is matched and sorted either way). The blocks after it see
+  fewer tokens, and their attention adds ``log(size)`` to the scores (an ``add`` of ``h T^2`` values);
+  the encoder's output is unmerged to every original position (a token gather, priced as ``mask``).
 
 Shapes: T tokens per image, B batch, so a Linear sees ``m = B*T`` rows.
 MAE reconstruction: the encoder sees ``1 + K`` tokens with ``K = int(L (1 - mask_ratio))`` visible
@@ -28,10 +34,11 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 from spaces.config import BlockConfig, CompressionConfig
-from spaces.shape import BlockShape, ModelShape
+from spaces.shape import BlockShape, ModelShape, token_flow
 
 Task = Literal["classify", "reconstruct"]
-KINDS = ("conv", "linear", "attention", "layernorm", "gelu", "relu", "add", "concat", "pool", "mask", "unshuffle")
+KINDS = ("conv", "linear", "attention", "layernorm", "gelu", "relu", "add", "concat", "pool", "mask", "unshuffle",
+         "merge")
 LINEAR_KINDS = ("conv", "linear")
 ELEMENTWISE_KINDS = ("layernorm", "gelu", "relu", "add", "concat", "pool", "mask", "unshuffle")
 
@@ -64,6 +71,8 @@ class Op(NamedTuple):
             return self.m * self.k * self.n
         if self.kind == "attention":
             return 2.0 * self.m * self.kv * self.heads * self.head_dim  # q k^T and attn v
+        if self.kind == "merge":
+            return (self.m / max(self.kv, 1)) * merge_score_macs(self.kv, self.k)
         return 0.0
 
     @property
@@ -87,6 +96,13 @@ class Op(NamedTuple):
         return cls(**d)
 
 
+def merge_score_macs(tokens: float, width: float) -> float:
+    """MACs of one sequence's bipartite similarity scores: ``ceil(T/2) x floor(T/2)`` dot products of
+    ``width``."""
+    t = int(tokens)
+    return ((t + 1) // 2) * (t // 2) * width
+
+
 def saves_compute(in_f: int, out_f: int, rank: int) -> bool:
     """``rank * (in + out) < in * out`` -- the rule of ``toolkit.lowrank.saves_compute`` (a test keeps
     the two equal); repeated here so that pricing a config needs no torch import."""
@@ -106,11 +122,14 @@ def _linear(name: str, m: int, k: int, n: int, rank: int | None, bits: int, act_
     return [Op(name, "linear", m=m, k=k, n=n, bits=bits, act_bits=act_bits)]
 
 
-def block_ops(prefix: str, s: BlockShape, c: BlockConfig, tokens: int, batch: int, act_bits: int) -> list[Op]:
+def block_ops(prefix: str, s: BlockShape, c: BlockConfig, tokens: int, batch: int, act_bits: int,
+              merge: int = 0, sized: bool = False) -> list[Op]:
     """One pre-norm timm ``Block`` on ``tokens`` tokens: ``x + attn(norm1(x))``, ``x + mlp(norm2(x))``.
 
     A branch with 0 heads / 0 units is a ``RemovedBranch`` (toolkit.prune): no norm, no Linears, and
     no add either -- the exported ``x + 0`` (a 0-dim zero) is removed by ONNX Runtime's optimizer.
+    ``merge``: tokens merged after the attention (already clamped, ``spaces.shape.token_flow``); the MLP
+    then runs on ``tokens - merge``. ``sized``: an earlier block merged, so the attention adds ``log(size)``.
     """
     m = batch * tokens
     ops: list[Op] = []
@@ -118,9 +137,15 @@ def block_ops(prefix: str, s: BlockShape, c: BlockConfig, tokens: int, batch: in
     if c.heads > 0:
         ops.append(Op(f"{prefix}.norm1", "layernorm", elems=m * s.dim))
         ops += _linear(f"{prefix}.attn.qkv", m, *dims["qkv"], c.ranks["qkv"], c.weight_bits["qkv"], act_bits)
+        if sized:  # proportional attention: log(size) added to every score
+            ops.append(Op(f"{prefix}.attn.size_bias", "add", elems=m * tokens * c.heads))
         ops.append(Op(f"{prefix}.attn.core", "attention", m=m, kv=tokens, heads=c.heads, head_dim=s.head_dim))
         ops += _linear(f"{prefix}.attn.proj", m, *dims["proj"], c.ranks["proj"], c.weight_bits["proj"], act_bits)
         ops.append(Op(f"{prefix}.add1", "add", elems=m * s.dim))
+    if merge > 0:  # matched on the keys (head_dim wide) or, without attention, on the tokens (dim wide)
+        ops.append(Op(f"{prefix}.merge", "merge", m=m, kv=tokens, k=s.head_dim if c.heads > 0 else s.dim, n=s.dim))
+        tokens -= merge
+        m = batch * tokens
     if c.mlp_hidden > 0:
         ops.append(Op(f"{prefix}.norm2", "layernorm", elems=m * s.dim))
         ops += _linear(f"{prefix}.mlp.fc1", m, *dims["fc1"], c.ranks["fc1"], c.weight_bits["fc1"], act_bits)
@@ -155,8 +180,11 @@ def decompose(shape: ModelShape, config: CompressionConfig | None = None, *, tas
     if task == "reconstruct":
         ops.append(Op("mask", "mask", elems=B * (tokens - 1) * D))
     ops.append(Op("cls_concat", "concat", elems=B * tokens * D))
-    for i, (s, c) in enumerate(zip(shape.blocks, config.blocks)):
-        ops += block_ops(f"blocks.{i}", s, c, tokens, B, a)
+    flow = token_flow(tokens, [c.merge_tokens for c in config.blocks])
+    for i, (s, c, (t_in, r)) in enumerate(zip(shape.blocks, config.blocks, flow)):
+        ops += block_ops(f"blocks.{i}", s, c, t_in, B, a, merge=r, sized=t_in < tokens)
+    if any(r for _, r in flow):  # mae.tome: the encoder's output is unmerged (one gather of T0 tokens)
+        ops.append(Op("unmerge", "mask", elems=B * tokens * D))
     if task == "classify":
         if global_pool == "avg":
             ops += [Op("pool", "pool", elems=B * (tokens - 1) * D), Op("fc_norm", "layernorm", elems=B * D)]

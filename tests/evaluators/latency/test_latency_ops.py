@@ -80,3 +80,23 @@ def test_mae_encoder_sees_visible_tokens_and_decoder_all():
     assert ops["blocks.0.attn.core"].kv == 1 + 12      # int(49 * 0.25) visible + class token
     assert ops["decoder_blocks.0.attn.core"].kv == 1 + 49
     assert ops["decoder_pred"].m == 50
+
+
+def test_merging_macs_match_flop_counter_and_tokens_shrink():
+    """Token merging: the decomposition's MACs (fewer tokens after each merge, the matching's scores)
+    are what torch executes."""
+    from dataclasses import replace
+
+    from toolkit.tokens import apply_token_merging
+
+    model = create_model("mae_vit_tiny_p4_28")
+    shape = describe(model)
+    ident = CompressionConfig.identity(shape)
+    cfg = replace(ident, blocks=tuple(replace(b, merge_tokens=r) for b, r in zip(ident.blocks, (6, 6, 4, 4, 2, 0))))
+    apply_token_merging(model, cfg)
+    ops = decompose(shape, cfg)
+    assert total_macs(ops) == pytest.approx(_torch_macs(model), rel=0.01)
+    assert total_macs(ops) < total_macs(decompose(shape))
+    fc1_rows = [op.m for op in ops if op.name.endswith("mlp.fc1")]
+    assert fc1_rows == [44, 38, 34, 30, 28, 28]  # 50 tokens, minus what each block merged before its MLP
+    assert [op.kv for op in ops if op.kind == "merge"] == [50, 44, 38, 34, 30]

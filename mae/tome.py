@@ -1,0 +1,132 @@
+"""Token merging (ToMe: Bolya et al., "Token Merging: Your ViT but Faster", ICLR 2023) in the encoder.
+
+A block with ``merge_r = r > 0`` (an int attribute the toolkit sets on a timm ``Block``) runs its
+attention on all its tokens, then merges ``r`` pairs of similar tokens before its MLP, so the MLP and
+every later block see ``r`` fewer tokens:
+
+* **bipartite soft matching** on the attention keys (mean over heads, cosine similarity): tokens
+  alternate into sets A (even positions) and B (odd); each A token picks its most similar B token;
+  the ``r`` best-matched A tokens are merged into their partners. The class token (position 0, in A)
+  is protected: it is never merged;
+* **size-weighted average**: every token carries how many patches it stands for (``size``), and a
+  merged token is the size-weighted mean of its parts;
+* **proportional attention**: later attentions add ``log(size)`` to the scores, so a token that
+  stands for s patches weighs as s tokens would.
+
+Unlike ToMe's timm patch, the encoder's output is **unmerged**: every original token position gets
+its merged token back (a gather through ``source``, the map from original position to current token),
+so the output keeps its ``[N, T0, D]`` shape. Mean pooling over it is exactly the size-weighted mean
+of the merged tokens, the MAE decoder finds its ``1 + K`` latents where it expects them, and the
+token-feature term of distillation compares like with like. Nothing changes for a model that merges
+nothing (the plain block loop runs).
+
+Why our own code and not the ``tome`` package: it is not on PyPI (a GitHub install only), patches
+timm classes globally, and its merge uses ``scatter_reduce`` with ``mean`` and in-place index tricks that
+the TorchScript ONNX exporter does not write for ONNX Runtime. Here every step is a gather,
+``scatter_add`` (ONNX ``ScatterElements`` with ``reduction="add"``, opset >= 16) or a matmul.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from spaces.shape import mergeable_tokens
+
+
+def merge_r(block: nn.Module) -> int:
+    """Tokens ``block`` merges after its attention (0: none)."""
+    return int(getattr(block, "merge_r", 0) or 0)
+
+
+def merges_any(blocks: nn.ModuleList) -> bool:
+    return any(merge_r(b) > 0 for b in blocks)
+
+
+def _has_attention(block: nn.Module) -> bool:
+    return hasattr(block.attn, "qkv")  # a pruned-away attention is a RemovedBranch (toolkit.prune)
+
+
+def attention_with_keys(block: nn.Module, x: torch.Tensor, size: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``block``'s attention branch on ``x: [N, T, D]`` with proportional attention when ``size`` is
+    given (``[N, T, 1]``), and the keys averaged over heads ``[N, T, head_dim]`` for the matching.
+
+    The same computation as timm's ``Attention.forward`` (qkv, q/k norms, scaled dot product, norm,
+    proj), with ``log(size)`` added to the scores; kept in step with it by a test (equal outputs
+    when ``size`` is None).
+    """
+    attn = block.attn
+    n, t, _ = x.shape
+    h = block.norm1(x)
+    qkv = attn.qkv(h).reshape(n, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)                                        # [N, H, T, hd] each
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    bias = None if size is None else size.log().transpose(1, 2).unsqueeze(1).to(q.dtype)  # [N, 1, 1, T]
+    if attn.fused_attn:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    else:  # timm's explicit path (what torch's FlopCounter can count)
+        scores = (q * attn.scale) @ k.transpose(-2, -1)
+        out = (scores if bias is None else scores + bias).softmax(dim=-1) @ v
+    out = out.transpose(1, 2).reshape(n, t, attn.attn_dim)
+    out = attn.proj_drop(attn.proj(attn.norm(out)))
+    return block.drop_path1(block.ls1(out)), k.mean(dim=1)
+
+
+def bipartite_merge_index(metric: torch.Tensor, r: int) -> torch.Tensor:
+    """Where each token goes when ``r`` tokens are merged: ``metric: [N, T, C]`` -> ``[N, T]`` long,
+    values in ``[0, T - r)``; token 0 (the class token) always maps to 0.
+
+    Kept A tokens come first in their original order, then the B tokens in theirs; a merged A token
+    maps to the position of its most similar B token.
+    """
+    n, t, _ = metric.shape
+    metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    a, b = metric[:, 0::2], metric[:, 1::2]                         # [N, ceil(T/2), C], [N, floor(T/2), C]
+    na, nb = a.shape[1], b.shape[1]
+    scores = a @ b.transpose(-1, -2)                                # [N, na, nb]
+    # protect the class token: the lowest possible score, so it is never among the r merged
+    protect = torch.zeros(na, 1, dtype=scores.dtype, device=scores.device)
+    protect[0] = -torch.inf
+    node_max, node_idx = (scores + protect).max(dim=-1)              # [N, na]
+    order = node_max.argsort(dim=-1, descending=True)
+    src_idx, unm_idx = order[:, :r], order[:, r:].sort(dim=-1).values
+    kept = na - r
+    pos_a = torch.zeros(n, na, dtype=torch.long, device=metric.device)
+    pos_a = pos_a.scatter(1, unm_idx, torch.arange(kept, device=metric.device).expand(n, -1))
+    pos_a = pos_a.scatter(1, src_idx, kept + node_idx.gather(1, src_idx))
+    pos_b = kept + torch.arange(nb, device=metric.device).expand(n, -1)
+    # back from the (A, B) order to token order: token i is A[i // 2] when i is even, B[i // 2] when odd
+    interleave = torch.tensor([i // 2 if i % 2 == 0 else na + i // 2 for i in range(t)], device=metric.device)
+    return torch.cat([pos_a, pos_b], dim=1)[:, interleave]
+
+
+def merge_tokens(x: torch.Tensor, size: torch.Tensor, index: torch.Tensor, t_out: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Size-weighted merge: ``x: [N, T, D]``, ``size: [N, T, 1]``, ``index: [N, T]`` -> ``x [N, t_out, D]``,
+    ``size [N, t_out, 1]``."""
+    n, _, d = x.shape
+    new_size = size.new_zeros(n, t_out, 1).scatter_add(1, index.unsqueeze(-1), size)
+    summed = x.new_zeros(n, t_out, d).scatter_add(1, index.unsqueeze(-1).expand(-1, -1, d), x * size)
+    return summed / new_size, new_size
+
+
+def run_merging_blocks(blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """The encoder's blocks on ``x: [N, T0, D]`` with token merging; returns the unmerged ``[N, T0, D]``."""
+    n, t0, _ = x.shape
+    size: torch.Tensor | None = None
+    source = torch.arange(t0, device=x.device).expand(n, -1)       # original position -> current token
+    for blk in blocks:
+        t = x.shape[1]
+        r = min(merge_r(blk), mergeable_tokens(t))
+        if _has_attention(blk):
+            branch, keys = attention_with_keys(blk, x, size)
+            x = x + branch
+        else:
+            keys = x  # no attention left in this block: match on the tokens themselves
+        if r > 0:
+            index = bipartite_merge_index(keys, r)
+            x, size = merge_tokens(x, torch.ones_like(x[..., :1]) if size is None else size, index, t - r)
+            source = index.gather(1, source)
+        x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))  # a removed MLP adds a 0-dim zero
+    return x.gather(1, source.unsqueeze(-1).expand(-1, -1, x.shape[2]))
