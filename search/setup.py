@@ -10,7 +10,6 @@ import torch.nn as nn
 
 from core.files import file_sha256
 from evaluators.accuracy import TaskEvaluator
-from evaluators.latency.predict.ops import visible_tokens
 from evaluators.latency.predict.predictor import LatencyPredictor
 from mae.checkpoints import CheckpointError
 from mae.data import ImageSplit, describe_splits, load_dataset
@@ -71,7 +70,7 @@ class SearchSetup:
         if "tokens" not in t:
             return smallest
         # merging costs its matching, so the most merging is not always the fastest: take the faster
-        tokens = 1 + (visible_tokens(self.shape, 0.75) if self.task == "reconstruct" else self.shape.num_patches)
+        tokens = self.shape.encoder_tokens(self.task)
         merged = replace(smallest, blocks=merge_schedule(smallest.blocks, max(MERGE_FRACTIONS), tokens))
         return min((smallest, merged), key=self.predict_ms)
 
@@ -98,7 +97,7 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
     techniques = frozenset(settings.techniques)
     steps = searched_distill_steps(settings)
     # tokens entering the encoder: an MAE reconstructing sees only its visible patches (token merging)
-    tokens = 1 + (visible_tokens(shape, 0.75) if settings.task == "reconstruct" else shape.num_patches)
+    tokens = shape.encoder_tokens(settings.task)
     if settings.space == "uniform":
         return UniformSpace(shape=shape, techniques=techniques, distill_steps=steps, tokens=tokens)
     if settings.space == "joint":

@@ -42,6 +42,6 @@ def preset_config(shape: ModelShape, name: str) -> CompressionConfig:
     distill = DistillConfig(temperature=4.0, alpha=0.5, steps=300 if name == "half" else 0)
     blocks = tuple(make(s) for s in shape.blocks)
     if name == "tokens":  # a full MAE's encoder sees its 1 + K visible patches (mask ratio 0.75)
-        tokens = 1 + (int(shape.num_patches * 0.25) if shape.is_mae else shape.num_patches)
+        tokens = shape.encoder_tokens("reconstruct" if shape.is_mae else "classify")
         blocks = merge_schedule(blocks, TOKENS_PRESET_FRACTION, tokens)
     return CompressionConfig(blocks=blocks, distill=distill, decoder_blocks=tuple(make(s) for s in shape.decoder_blocks))

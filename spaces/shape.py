@@ -66,6 +66,11 @@ class ModelShape:
     def num_patches(self) -> int:
         return (self.img_size // self.patch_size) ** 2
 
+    def encoder_tokens(self, task: str = "classify", mask_ratio: float = 0.75) -> int:
+        """Tokens entering the encoder: 1 + L when classifying, 1 + int(L (1 - mask_ratio)) visible
+        patches when reconstructing (``mae.model.random_masking``)."""
+        return 1 + (int(self.num_patches * (1 - mask_ratio)) if task == "reconstruct" else self.num_patches)
+
     @property
     def is_mae(self) -> bool:
         return self.decoder_dim > 0

@@ -50,12 +50,11 @@ def _dims(op) -> str:
 
 def _tokens_per_block(shape, config, task: str, mask_ratio: float) -> list[str]:
     """``"attention/MLP"`` token counts of each encoder block (they differ only where tokens merge)."""
-    from evaluators.latency.predict.ops import visible_tokens
     from spaces.shape import token_flow
 
     if config is None:
         return []
-    tokens = 1 + (visible_tokens(shape, mask_ratio) if task == "reconstruct" else shape.num_patches)
+    tokens = shape.encoder_tokens(task, mask_ratio)
     return [f"{t}/{t - r}" for t, r in token_flow(tokens, [b.merge_tokens for b in config.blocks])]
 
 

@@ -111,7 +111,7 @@ def saves_compute(in_f: int, out_f: int, rank: int) -> bool:
 
 def visible_tokens(shape: ModelShape, mask_ratio: float) -> int:
     """Patches the MAE encoder sees: ``int(L * (1 - mask_ratio))`` as in ``mae.model.random_masking``."""
-    return int(shape.num_patches * (1 - mask_ratio))
+    return shape.encoder_tokens("reconstruct", mask_ratio) - 1
 
 
 def _linear(name: str, m: int, k: int, n: int, rank: int | None, bits: int, act_bits: int) -> list[Op]:
