@@ -14,6 +14,10 @@ full MAE) and ``knob`` is ``heads``, ``mlp``, ``{linear}.bits`` or ``{linear}.ra
 (:mod:`spaces.space`): heads kept 0..H, MLP units ``mlp_levels``, ``WEIGHT_BIT_CHOICES``, and
 ``RANK_FRACTIONS`` of the full-width Linear (``rank_for``); a fraction whose rank would not save compute
 at full width has no row (the toolkit would keep that Linear dense, so it cannot be measured alone).
+With token merging searched (``tokens=True``), encoder blocks also get ``merge`` rows: ToMe merging
+``MERGE_FRACTIONS`` of the patch tokens the block sees in the unmerged teacher (``merge_for``); a whole
+config's merges are looked up by the fraction they are of the tokens that config's flow brings to each
+block (``token_flow``), so a merge schedule's damage is the sum of its blocks' rows.
 Identity levels are not built: their damage is 0 by definition (``compress`` returns an untouched copy).
 
 Tables are cached in ``results/sensitivity/<key>.csv`` (+ ``<key>.json``, the provenance), the key a hash
@@ -42,9 +46,10 @@ from core.errors import UserError
 from core.files import write_atomic, write_text_atomic
 from mae.data import ImageSplit, normalise
 from mae.model import MaskedAutoencoder, describe, masked_patch_loss
+from mae.tome import merges_any, run_merging_blocks
 from spaces.config import BlockConfig, CompressionConfig
-from spaces.shape import LINEARS, BlockShape, ModelShape
-from spaces.space import RANK_FRACTIONS, WEIGHT_BIT_CHOICES, mlp_levels, rank_for
+from spaces.shape import LINEARS, BlockShape, ModelShape, token_flow
+from spaces.space import MERGE_FRACTIONS, RANK_FRACTIONS, WEIGHT_BIT_CHOICES, merge_for, mlp_levels, rank_for
 from toolkit.compress import apply
 
 # 64 images: the default model's 210 evaluations in ~35 s on 2 cores (fp32); its damages rank like a
@@ -55,6 +60,7 @@ MASK_RATIO = 0.75
 # Bump when the damage definition or the level lists change meaning: old cache entries are then ignored.
 TABLE_VERSION = 1
 KNOB_TYPES = ("heads", "mlp", "bits", "rank")
+MERGE = "merge"  # the token-merging knob: measured only when the search merges tokens
 CSV_COLUMNS = ("block", "knob", "level", "damage")
 
 
@@ -67,24 +73,31 @@ def knob_type(knob: str) -> str:
     return knob.rsplit(".", 1)[-1]
 
 
-def knob_levels(s: BlockShape) -> dict[str, tuple[float, ...]]:
-    """Every knob of a block with its levels (identity included), in the search space's order."""
+def knob_levels(s: BlockShape, tokens: int = 0) -> dict[str, tuple[float, ...]]:
+    """Every knob of a block with its levels (identity included), in the search space's order;
+    ``tokens`` > 0 (the tokens an encoder block sees unmerged) adds the ``merge`` fractions that merge
+    at least one token there."""
     levels: dict[str, tuple[float, ...]] = {"heads": tuple(range(s.heads + 1)), "mlp": mlp_levels(s.mlp_hidden)}
     for k in LINEARS:
         levels[f"{k}.bits"] = WEIGHT_BIT_CHOICES
     dims = s.linear_dims()
     for k in LINEARS:
         levels[f"{k}.rank"] = tuple(f for f in RANK_FRACTIONS if f == 0.0 or rank_for(f, *dims[k]) is not None)
+    if tokens:
+        levels[MERGE] = tuple(f for f in MERGE_FRACTIONS if f == 0.0 or merge_for(f, tokens) > 0)
     return levels
 
 
 def identity_level(s: BlockShape, knob: str) -> float:
-    return {"heads": s.heads, "mlp": s.mlp_hidden, "bits": 32, "rank": 0.0}[knob_type(knob)]
+    return {"heads": s.heads, "mlp": s.mlp_hidden, "bits": 32, "rank": 0.0, MERGE: 0.0}[knob_type(knob)]
 
 
-def with_knob(b: BlockConfig, s: BlockShape, knob: str, level: float) -> BlockConfig:
-    """``b`` with one knob set to ``level`` (a rank fraction is resolved against ``b``'s kept shape)."""
+def with_knob(b: BlockConfig, s: BlockShape, knob: str, level: float, tokens: int = 0) -> BlockConfig:
+    """``b`` with one knob set to ``level`` (a rank fraction is resolved against ``b``'s kept shape, a
+    merge fraction against the ``tokens`` the block sees)."""
     kind = knob_type(knob)
+    if kind == MERGE:
+        return replace(b, merge_tokens=merge_for(float(level), tokens))
     if kind == "heads":
         return replace(b, heads=int(level))
     if kind == "mlp":
@@ -96,6 +109,11 @@ def with_knob(b: BlockConfig, s: BlockShape, knob: str, level: float) -> BlockCo
     return replace(b, ranks={**b.ranks, linear: rank_for(float(level), *dims)})
 
 
+def merge_tokens_in(shape: ModelShape, task: str) -> int:
+    """Tokens the encoder's blocks see unmerged (class token included)."""
+    return shape.encoder_tokens(task, MASK_RATIO)
+
+
 def block_labels(shape: ModelShape, task: str) -> list[tuple[str, BlockShape]]:
     """``(label, shape)`` of the blocks a task runs: encoder, plus the decoder when reconstructing."""
     out = [(f"b{i}", s) for i, s in enumerate(shape.blocks)]
@@ -104,14 +122,15 @@ def block_labels(shape: ModelShape, task: str) -> list[tuple[str, BlockShape]]:
     return out
 
 
-def single_knob_config(shape: ModelShape, block: str, knob: str, level: float) -> CompressionConfig:
+def single_knob_config(shape: ModelShape, block: str, knob: str, level: float,
+                       task: str = "classify") -> CompressionConfig:
     """The identity config with one knob of one block (``b3``, ``d0``) set to ``level``."""
     ident = CompressionConfig.identity(shape)
     field_name = "decoder_blocks" if block.startswith("d") else "blocks"
     i = int(block[1:])
     blocks = list(getattr(ident, field_name))
     shapes = shape.decoder_blocks if field_name == "decoder_blocks" else shape.blocks
-    blocks[i] = with_knob(blocks[i], shapes[i], knob, level)
+    blocks[i] = with_knob(blocks[i], shapes[i], knob, level, merge_tokens_in(shape, task))
     return replace(ident, **{field_name: tuple(blocks)})
 
 
@@ -179,14 +198,15 @@ class SensitivityTable:
 
 
 def _level_text(knob: str, level: float) -> str:
-    return repr(float(level)) if knob_type(knob) == "rank" else str(int(level))
+    return repr(float(level)) if knob_type(knob) in ("rank", MERGE) else str(int(level))
 
 
 # ---- the additive damage model ----------------------------------------------------------------------
 def check_weights(weights: Mapping[str, float] | None, blocks: list[str]) -> None:
     """Damage weights are keyed by knob type (``heads``, ``mlp``, ``bits``, ``rank``), block (``b0``) or
     both (``b0.bits``), each a finite number >= 0; anything else is a caller's bug (ValueError)."""
-    known = set(KNOB_TYPES) | set(blocks) | {f"{b}.{t}" for b in blocks for t in KNOB_TYPES}
+    types = (*KNOB_TYPES, MERGE)
+    known = set(types) | set(blocks) | {f"{b}.{t}" for b in blocks for t in types}
     for key, w in (weights or {}).items():
         if key not in known:
             raise ValueError(f"unknown damage weight {key!r}; keys are knob types, blocks or block.type")
@@ -207,14 +227,23 @@ def rank_fraction(rank: int, in_features: int, out_features: int) -> float | Non
     return next((f for f in RANK_FRACTIONS if f and rank_for(f, in_features, out_features) == rank), None)
 
 
-def config_levels(shape: ModelShape, config: CompressionConfig, task: str) -> Iterator[tuple[str, str, float]]:
+def config_levels(shape: ModelShape, config: CompressionConfig, task: str,
+                  merges: bool = True) -> Iterator[tuple[str, str, float]]:
     """``(block, knob, level)`` of every knob ``config`` moves away from identity (ranks as fractions of
-    the kept Linear, as the search draws them; a rank that saves no compute stays dense and is skipped)."""
+    the kept Linear, as the search draws them; a rank that saves no compute stays dense and is skipped;
+    ``merges``: token merges as fractions of the tokens each block sees, see the module doc)."""
     decoder = config.decoder_blocks or CompressionConfig.identity(shape).decoder_blocks
     cfgs = dict(zip([f"b{i}" for i in range(len(config.blocks))], config.blocks))
     cfgs.update({f"d{i}": b for i, b in enumerate(decoder)})
+    flow = dict(zip(cfgs, token_flow(merge_tokens_in(shape, task), [b.merge_tokens for b in config.blocks])))
     for label, s in block_labels(shape, task):
         b = cfgs[label]
+        if merges and label in flow and flow[label][1]:
+            tokens, r = flow[label]
+            f = next((f for f in MERGE_FRACTIONS if f and merge_for(f, tokens) == r), None)
+            if f is None:
+                raise ValueError(f"{label}.merge_tokens: {r} of {tokens} tokens is not one of the search's merge fractions")
+            yield label, MERGE, f
         if b.heads != s.heads:
             yield label, "heads", float(b.heads)
         if b.mlp_hidden != s.mlp_hidden:
@@ -235,9 +264,12 @@ def additive_damage(table: SensitivityTable, shape: ModelShape, config: Compress
                     weights: Mapping[str, float] | None = None) -> float:
     """The table's prediction of ``config``'s damage: the (weighted) sum of its single-knob damages.
     The linear knobs of a removed sub-layer do not count (the sub-layer is gone). ValueError when the
-    table has no row for a level the config uses."""
+    table has no row for a level the config uses. A table measured without ``merge`` rows counts no
+    damage for merging (under the allocate strategy the merge schedule is fixed per trial, so the
+    allocation does not depend on it)."""
     total = 0.0
-    for block, knob, level in config_levels(shape, config, table.task):
+    with_merge = any(r.knob == MERGE for r in table.rows)
+    for block, knob, level in config_levels(shape, config, table.task, merges=with_merge):
         d = table.damage(block, knob, level)
         if d is None:
             raise ValueError(f"the sensitivity table has no row for {block}.{knob} = {level:g}")
@@ -265,11 +297,19 @@ def weights_checksum(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def table_key(model: nn.Module, split: ImageSplit, *, images: int, seed: int, data_name: str) -> str:
-    """The cache key: 24 hex digits of a hash of everything the table depends on."""
+def table_levels(shape: ModelShape, task: str, tokens: bool = False) -> dict[str, dict[str, tuple[float, ...]]]:
+    """``{block: {knob: levels}}`` of a table; ``tokens``: with the encoder blocks' ``merge`` rows."""
+    merge_at = merge_tokens_in(shape, task) if tokens else 0
+    return {label: knob_levels(s, merge_at if label.startswith("b") else 0) for label, s in block_labels(shape, task)}
+
+
+def table_key(model: nn.Module, split: ImageSplit, *, images: int, seed: int, data_name: str,
+              tokens: bool = False) -> str:
+    """The cache key: 24 hex digits of a hash of everything the table depends on (a table without
+    ``merge`` rows keeps the key it had before merging existed)."""
     task = task_of(model)
     _, idx = calibration_batch(split, images, seed)
-    levels = {label: knob_levels(s) for label, s in block_labels(describe(model), task)}
+    levels = table_levels(describe(model), task, tokens)
     # a folder is keyed by its absolute path, so `maec sensitivity` and the search share cache entries
     data_id = str(Path(data_name).resolve()) if Path(data_name).is_dir() else data_name
     parts = {"version": TABLE_VERSION, "weights": weights_checksum(model), "data": data_id, "task": task,
@@ -329,8 +369,11 @@ class _Probe:
                 x = blk(x)
             pred = student.decoder_pred(student.decoder_norm(x))[:, 1:]
         else:
-            for blk in student.blocks[i:]:
-                x = blk(x)
+            if merges_any(student.blocks[i:]):
+                x = run_merging_blocks(student.blocks[i:], x)  # merged, then unmerged: same [N, T, D]
+            else:
+                for blk in student.blocks[i:]:
+                    x = blk(x)
             if not self.is_mae:
                 logp = F.log_softmax(student.head(student.pool(student.norm(x))).float(), dim=-1)
                 # KL >= 0; a rounding error below 0 would only confuse a table of damages
@@ -350,9 +393,11 @@ def config_damages(teacher: nn.Module, x: torch.Tensor, configs: Iterable[Compre
 
 
 def _plan(shape: ModelShape, task: str, kinds: Collection[str]) -> Iterator[tuple[str, str, float, bool]]:
-    """``(block, knob, level, is_identity)`` of every row of the knob types ``kinds``, in table order."""
+    """``(block, knob, level, is_identity)`` of every row of the knob types ``kinds`` (``merge`` among
+    them for token-merging rows), in table order."""
+    all_levels = table_levels(shape, task, MERGE in kinds)
     for label, s in block_labels(shape, task):
-        for knob, levels in knob_levels(s).items():
+        for knob, levels in all_levels[label].items():
             if knob_type(knob) not in kinds:
                 continue
             for level in levels:
@@ -375,7 +420,7 @@ def measure_table(teacher: nn.Module, x: torch.Tensor, *, seed: int = 0, progres
         for block, knob, level, ident in plan:
             damage = 0.0
             if not ident:
-                damage = probe.damage(apply(teacher, single_knob_config(shape, block, knob, level)), block)
+                damage = probe.damage(apply(teacher, single_knob_config(shape, block, knob, level, task)), block)
                 bar.set_postfix_str(f"{block}.{knob}={level:g}", refresh=False)
                 bar.update(1)
             if not math.isfinite(damage):
@@ -389,11 +434,12 @@ def measure_table(teacher: nn.Module, x: torch.Tensor, *, seed: int = 0, progres
 
 def build_table(teacher: nn.Module, split: ImageSplit, *, images: int = DEFAULT_IMAGES, seed: int = 0,
                 data_name: str = "fashion-mnist", cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
-                progress: bool = True) -> SensitivityTable:
+                progress: bool = True, tokens: bool = False) -> SensitivityTable:
     """The table of ``teacher`` on ``images`` images of ``split`` drawn with ``seed``: read from
     ``cache_dir/<key>.csv`` when a previous call built it, else measured and written there
-    (``cache_dir=None``: no cache). ``meta["cache"]`` is the CSV's path when cached."""
-    key = table_key(teacher, split, images=images, seed=seed, data_name=data_name)
+    (``cache_dir=None``: no cache). ``meta["cache"]`` is the CSV's path when cached. ``tokens``: with
+    ``merge`` rows (the search merges tokens)."""
+    key = table_key(teacher, split, images=images, seed=seed, data_name=data_name, tokens=tokens)
     path = Path(cache_dir) / f"{key}.csv" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
@@ -401,7 +447,7 @@ def build_table(teacher: nn.Module, split: ImageSplit, *, images: int = DEFAULT_
         except SensitivityError:
             pass  # a damaged cache entry is rebuilt, not an error
     x, _ = calibration_batch(split, images, seed)
-    table = measure_table(teacher, x, seed=seed, progress=progress,
+    table = measure_table(teacher, x, seed=seed, progress=progress, kinds=KNOB_TYPES + ((MERGE,) if tokens else ()),
                           meta={"key": key, "data": data_name, **({"cache": str(path)} if path else {})})
     if path is not None:
         table.to_csv(path)

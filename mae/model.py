@@ -19,9 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from timm.layers import PatchEmbed
-from timm.models.vision_transformer import Block
 
-from mae.tome import merges_any, run_merging_blocks
+from mae.tome import MergingBlock, merges_any, run_merging_blocks
 from spaces.shape import BlockShape, ModelShape
 
 
@@ -81,7 +80,7 @@ def _layer_norm(arch: ViTArch):
 def _blocks(dim: int, depth: int, heads: int, arch: ViTArch, drop_path: float = 0.0) -> nn.ModuleList:
     rates = np.linspace(0.0, drop_path, depth) if depth else []
     return nn.ModuleList(
-        Block(dim, heads, mlp_ratio=arch.mlp_ratio, qkv_bias=arch.qkv_bias,
+        MergingBlock(dim, heads, mlp_ratio=arch.mlp_ratio, qkv_bias=arch.qkv_bias,
               norm_layer=_layer_norm(arch), drop_path=float(r))
         for r in rates
     )

@@ -1,6 +1,6 @@
 """Token merging (ToMe: Bolya et al., "Token Merging: Your ViT but Faster", ICLR 2023) in the encoder.
 
-A block with ``merge_r = r > 0`` (an int attribute the toolkit sets on a timm ``Block``) runs its
+A :class:`MergingBlock` (timm's ``Block``) with ``merge_r = r > 0`` (set by the toolkit) runs its
 attention on all its tokens, then merges ``r`` pairs of similar tokens before its MLP, so the MLP and
 every later block see ``r`` fewer tokens:
 
@@ -27,9 +27,11 @@ the TorchScript ONNX exporter does not write for ONNX Runtime. Here every step i
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from timm.models.vision_transformer import Block
 from torch import nn
-import torch.nn.functional as F
 
 from spaces.shape import mergeable_tokens
 
@@ -47,30 +49,68 @@ def _has_attention(block: nn.Module) -> bool:
     return hasattr(block.attn, "qkv")  # a pruned-away attention is a RemovedBranch (toolkit.prune)
 
 
-def attention_with_keys(block: nn.Module, x: torch.Tensor, size: torch.Tensor | None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``block``'s attention branch on ``x: [N, T, D]`` with proportional attention when ``size`` is
-    given (``[N, T, 1]``), and the keys averaged over heads ``[N, T, head_dim]`` for the matching.
+def size_bias(size: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Proportional attention: ``size: [N, T, 1]`` -> additive score bias ``log(size)`` ``[N, 1, 1, T]``
+    (timm's ``attn_mask`` for both its fused and its explicit path); None before any merge."""
+    return None if size is None else size.log().transpose(1, 2).unsqueeze(1).to(dtype)
 
-    The same computation as timm's ``Attention.forward`` (qkv, q/k norms, scaled dot product, norm,
-    proj), with ``log(size)`` added to the scores; kept in step with it by a test (equal outputs
-    when ``size`` is None).
+
+def head_mean_keys(qkv_out: torch.Tensor, attn: nn.Module) -> torch.Tensor:
+    """The matching metric from a ``qkv`` Linear's output ``[N, T, 3 * attn_dim]``: the keys (after
+    ``k_norm``, as timm's attention uses them) averaged over heads, ``[N, T, head_dim]``."""
+    n, t, _ = qkv_out.shape
+    k = qkv_out.reshape(n, t, 3, attn.num_heads, attn.head_dim)[:, :, 1]     # [N, T, H, hd]
+    return attn.k_norm(k).mean(dim=2)
+
+
+@dataclass
+class MergeState:
+    """What a merging encoder carries from block to block: ``size [N, T, 1]`` (patches per token; None
+    until the first merge) and ``source [N, T0]`` (original position -> current token)."""
+
+    size: torch.Tensor | None
+    source: torch.Tensor
+
+
+class MergingBlock(Block):
+    """timm's ``Block`` that can merge ``merge_r`` tokens between its attention and its MLP.
+
+    Called as timm calls a block (``blk(x)``) it *is* timm's block. Called with ``state=`` (by
+    :func:`run_merging_blocks`) it runs attention with proportional attention (``log(size)`` as the
+    mask timm's ``Attention`` takes), reads the keys off its ``qkv`` Linear's output (a forward hook:
+    the Linear may be a pruned, low-rank or fake-quantized replacement), merges, and runs the MLP on
+    the fewer tokens. Everything happens inside this module's call, and the attention and MLP are
+    called as modules, so the ONNX exporter names the Linears ``/blocks.i/attn/qkv/...`` as for a
+    plain block (what :mod:`toolkit.export` checks and :mod:`toolkit.onnx_quant` relies on).
+    Parameters and their names are timm's: checkpoints load unchanged.
     """
-    attn = block.attn
-    n, t, _ = x.shape
-    h = block.norm1(x)
-    qkv = attn.qkv(h).reshape(n, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)                                        # [N, H, T, hd] each
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    bias = None if size is None else size.log().transpose(1, 2).unsqueeze(1).to(q.dtype)  # [N, 1, 1, T]
-    if attn.fused_attn:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    else:  # timm's explicit path (what torch's FlopCounter can count)
-        scores = (q * attn.scale) @ k.transpose(-2, -1)
-        out = (scores if bias is None else scores + bias).softmax(dim=-1) @ v
-    out = out.transpose(1, 2).reshape(n, t, attn.attn_dim)
-    out = attn.proj_drop(attn.proj(attn.norm(out)))
-    return block.drop_path1(block.ls1(out)), k.mean(dim=1)
+
+    merge_r: int = 0  # the toolkit sets it per block (toolkit.tokens)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                state: MergeState | None = None) -> torch.Tensor:
+        """``x: [N, T, D]`` -> ``[N, T, D]`` (no ``state``) or ``[N, T - r, D]`` (``state`` updated)."""
+        if state is None:
+            return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
+        t = x.shape[1]
+        r = min(merge_r(self), mergeable_tokens(t))
+        if _has_attention(self):
+            qkv_out: list[torch.Tensor] = []
+            hook = self.attn.qkv.register_forward_hook(lambda _m, _i, out: qkv_out.append(out))
+            try:
+                branch = self.attn(self.norm1(x), attn_mask=size_bias(state.size, x.dtype))
+            finally:
+                hook.remove()
+            x = x + self.drop_path1(self.ls1(branch))
+            keys = head_mean_keys(qkv_out[0], self.attn)
+        else:
+            keys = x  # no attention left in this block: match on the tokens themselves
+        if r > 0:
+            index = bipartite_merge_index(keys, r)
+            size = torch.ones_like(x[..., :1]) if state.size is None else state.size
+            x, state.size = merge_tokens(x, size, index, t - r)
+            state.source = index.gather(1, state.source)
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))  # a removed MLP adds a 0-dim zero
 
 
 def bipartite_merge_index(metric: torch.Tensor, r: int) -> torch.Tensor:
@@ -112,21 +152,10 @@ def merge_tokens(x: torch.Tensor, size: torch.Tensor, index: torch.Tensor, t_out
 
 
 def run_merging_blocks(blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    """The encoder's blocks on ``x: [N, T0, D]`` with token merging; returns the unmerged ``[N, T0, D]``."""
+    """The encoder's blocks (:class:`MergingBlock`) on ``x: [N, T0, D]`` with token merging; returns
+    the unmerged ``[N, T0, D]``."""
     n, t0, _ = x.shape
-    size: torch.Tensor | None = None
-    source = torch.arange(t0, device=x.device).expand(n, -1)       # original position -> current token
+    state = MergeState(size=None, source=torch.arange(t0, device=x.device).expand(n, -1))
     for blk in blocks:
-        t = x.shape[1]
-        r = min(merge_r(blk), mergeable_tokens(t))
-        if _has_attention(blk):
-            branch, keys = attention_with_keys(blk, x, size)
-            x = x + branch
-        else:
-            keys = x  # no attention left in this block: match on the tokens themselves
-        if r > 0:
-            index = bipartite_merge_index(keys, r)
-            x, size = merge_tokens(x, torch.ones_like(x[..., :1]) if size is None else size, index, t - r)
-            source = index.gather(1, source)
-        x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))  # a removed MLP adds a 0-dim zero
-    return x.gather(1, source.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        x = blk(x, state=state)
+    return x.gather(1, state.source.unsqueeze(-1).expand(-1, -1, x.shape[2]))

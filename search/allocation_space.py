@@ -67,17 +67,35 @@ class AllocationSpace:
             weights[block] = trial.suggest_float(f"w_{block}", *BLOCK_WEIGHT_RANGE, log=True)
         share = trial.suggest_float("budget_share", *BUDGET_SHARE_RANGE)
         act_bits = trial.suggest_categorical("act_bits", (32, 8)) if "quant" in self.techniques else 32
-        merges: tuple[int, ...] = ()
-        if "tokens" in self.techniques:
-            fraction = trial.suggest_categorical("merge", MERGE_FRACTIONS)
-            blocks = merge_schedule(CompressionConfig.identity(self.shape).blocks, fraction,
-                                    self.tokens or 1 + self.shape.num_patches)
-            merges = tuple(b.merge_tokens for b in blocks) if fraction else ()
+        fraction = trial.suggest_categorical("merge", MERGE_FRACTIONS) if "tokens" in self.techniques else 0.0
         distill = sample_distill(trial, self.techniques, self.distill_steps, self.distill_lr)
-        problem = self._problem(weights, act_bits, merges)
+        problem = self._fitting_problem(weights, act_bits, fraction, trial)
         # a share below what the model can reach asks for the smallest config there is
         allocation = problem.solve(max(share * self.budget_ms, problem.floor_ms))
         return replace(allocation.config, distill=distill)
+
+    def _merges(self, fraction: float) -> tuple[int, ...]:
+        """Tokens merged per block at ``fraction`` of each block's patch tokens (() for none)."""
+        if not fraction:
+            return ()
+        blocks = merge_schedule(CompressionConfig.identity(self.shape).blocks, fraction,
+                                self.tokens or 1 + self.shape.num_patches)
+        return tuple(b.merge_tokens for b in blocks)
+
+    def _fitting_problem(self, weights: dict[str, float], act_bits: int, fraction: float,
+                         trial: TrialLike) -> AllocationProblem:
+        """The problem at the sampled merge share, or at the largest smaller share whose smallest
+        config fits the budget: merging has a fixed cost per block (the matching), so on a small
+        model under a tight budget a merge schedule alone can cost more than it saves. The share
+        used is recorded as the trial's ``merge_used`` attribute when it differs."""
+        shares = sorted((f for f in MERGE_FRACTIONS if f <= fraction), reverse=True) or [0.0]
+        for used in shares:
+            problem = self._problem(weights, act_bits, self._merges(used))
+            if problem.floor_ms <= self.budget_ms + 1e-9 or used == 0.0:
+                break
+        if used != fraction and hasattr(trial, "set_user_attr"):
+            trial.set_user_attr("merge_used", used)
+        return problem
 
     def _problem(self, weights: dict[str, float], act_bits: int, merges: tuple[int, ...] = ()) -> AllocationProblem:
         """Options priced per (weights, act_bits, merges); repeated samples (enqueued seeds, resumed

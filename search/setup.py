@@ -106,7 +106,7 @@ def build_space(settings: SearchSettings, teacher: nn.Module, shape: ModelShape,
     from search.allocation_space import AllocationSpace
 
     table = build_table(teacher, splits["train"], images=settings.sensitivity_images, seed=settings.seed,
-                        data_name=settings.data, progress=settings.progress)
+                        data_name=settings.data, progress=settings.progress, tokens="tokens" in techniques)
     return AllocationSpace(shape=shape, table=table, predictor=predictor, budget_ms=settings.budget_ms,
                            techniques=techniques, task="reconstruct" if settings.task == "reconstruct" else "classify",
                            distill_steps=steps, tokens=tokens)

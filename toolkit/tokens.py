@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from mae.tome import MergingBlock
 from spaces.config import CompressionConfig
 
 
@@ -17,6 +18,8 @@ def apply_token_merging(model: nn.Module, config: CompressionConfig) -> list[int
     merges = [b.merge_tokens for b in config.blocks]
     if len(merges) != len(model.blocks):
         raise ValueError(f"config has {len(merges)} blocks, the model {len(model.blocks)}")
-    for blk, r in zip(model.blocks, merges):
+    for i, (blk, r) in enumerate(zip(model.blocks, merges)):
+        if r and not isinstance(blk, MergingBlock):
+            raise ValueError(f"blocks.{i} is a {type(blk).__name__}, not mae.tome.MergingBlock: it cannot merge tokens")
         blk.merge_r = int(r)
     return merges

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for the CSV and the heat map (default: the cache folder)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; 1 is faster on a machine shared with other jobs)")
+    p.add_argument("--tokens", action="store_true",
+                   help="also measure token merging (merge rows per encoder block, as a search with 'tokens' does)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table on stdout")
     p.set_defaults(run=run)
 
@@ -71,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--images {args.images} is more than the {len(train)} training images")
     data_name = args.data  # a folder is keyed by its absolute path (evaluators.sensitivity.table_key)
     cache = Path(args.cache_dir)
-    key = table_key(model, train, images=args.images, seed=args.seed, data_name=data_name)
+    key = table_key(model, train, images=args.images, seed=args.seed, data_name=data_name, tokens=args.tokens)
     cached = (cache / f"{key}.csv").is_file()
     table = build_table(model, train, images=args.images, seed=args.seed, data_name=data_name, cache_dir=cache,
-                        progress=not args.quiet)
+                        progress=not args.quiet, tokens=args.tokens)
     out = Path(args.out) if args.out else cache
     csv_path = out / f"{key}.csv"
     if csv_path.resolve() != (cache / f"{key}.csv").resolve():

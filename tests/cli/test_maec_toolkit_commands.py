@@ -46,8 +46,6 @@ def test_apply_writes_model_onnx_and_report(tiny_ckpt, tmp_path, capsys, ort_int
     assert "exists" in _one_error_line(capsys)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 16, open): the ONNX export of a merging model "
-                   "fails its Linear-naming check (see tests/mae/test_tome.py)")
 def test_tokens_preset_merges_in_every_block_and_apply_reloads_it_exactly(tiny_ckpt, tmp_path, capsys):
     cfg_path = tmp_path / "tokens.json"
     assert main(["example-config", "--model", tiny_ckpt, "--preset", "tokens", "--out", str(cfg_path)]) == 0

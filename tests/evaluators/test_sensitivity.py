@@ -21,6 +21,7 @@ from evaluators.sensitivity import (
     write_heatmap,
 )
 from mae.model import create_model, describe
+from spaces.config import CompressionConfig
 from spaces.space import RANK_FRACTIONS, WEIGHT_BIT_CHOICES, mlp_levels
 from toolkit.compress import apply
 from toolkit.model_spec import resolve_model
@@ -144,3 +145,42 @@ def test_additive_damage_sums_single_knob_rows(tiny, fashion_mnist):
         2 * table.damage("b0", "fc1.bits", 8))
     with pytest.raises(ValueError, match="unknown damage weight"):
         sens.check_weights({"b7": 1.0}, table.blocks())
+
+
+def test_merge_rows_equal_a_full_forward_and_price_a_schedule(fashion_mnist, tiny_mae, tmp_path):
+    """Token merging rows (searched with ``tokens``): one per encoder block and merge fraction, measured
+    like the other knobs; a merge schedule's additive damage is the sum of the rows its flow lands on."""
+    from spaces.space import MERGE_FRACTIONS, merge_schedule
+
+    torch.manual_seed(0)
+    clf = create_model("mae_vit_test_p7_28", num_classes=10).eval()
+    with torch.no_grad():
+        clf.head.weight.normal_(0, 0.5)
+    x, _ = calibration_batch(fashion_mnist["train"], 8, seed=3)
+    table = measure_table(clf, x, seed=3, progress=False, kinds=("heads", sens.MERGE))
+    shape = describe(clf)
+    merge_rows = [r for r in table.rows if r.knob == sens.MERGE]
+    assert {r.block for r in merge_rows} == {"b0", "b1"} and {r.level for r in merge_rows} == set(MERGE_FRACTIONS)
+    for block in ("b0", "b1"):
+        student = apply(clf, single_knob_config(shape, block, sens.MERGE, 0.25))
+        assert [b.merge_r for b in student.blocks] == ([4, 0] if block == "b0" else [0, 4])
+        with torch.no_grad():
+            kl = F.kl_div(F.log_softmax(student(x), -1), F.log_softmax(clf(x), -1), reduction="batchmean",
+                          log_target=True)
+        assert table.damage(block, sens.MERGE, 0.25) == pytest.approx(float(kl), rel=1e-4, abs=1e-7)
+        assert table.damage(block, sens.MERGE, 0.25) > 0
+    ident = CompressionConfig.identity(shape)
+    schedule = replace(ident, blocks=merge_schedule(ident.blocks, 0.25, 17))  # 4 of 16, then 3 of 12
+    assert additive_damage(table, shape, schedule) == pytest.approx(
+        table.damage("b0", sens.MERGE, 0.25) + table.damage("b1", sens.MERGE, 0.25))
+    # the MAE's encoder merges its visible tokens only (1 + 4 here), the decoder never
+    mae_table = measure_table(tiny_mae, x, seed=3, progress=False, kinds=(sens.MERGE,))
+    assert {r.block for r in mae_table.rows} == {"b0", "b1"}
+    assert all(r.knob == sens.MERGE for r in mae_table.rows)
+    # tables without merge rows keep their cache key; with them, it is another table
+    train = fashion_mnist["train"]
+    plain = sens.table_key(clf, train, images=4, seed=1, data_name="fashion-mnist")
+    assert sens.table_key(clf, train, images=4, seed=1, data_name="fashion-mnist", tokens=True) != plain
+    with_tokens = build_table(clf, train, images=4, seed=1, cache_dir=tmp_path, progress=False, tokens=True)
+    assert any(r.knob == sens.MERGE for r in with_tokens.rows)
+    assert SensitivityTable.from_csv(tmp_path / f"{with_tokens.meta['key']}.csv") == with_tokens
