@@ -53,7 +53,7 @@ def main() -> int:
     teacher = resolve_model("default").model
     shape = describe(teacher, name="default")
     arch = teacher.arch
-    splits = load_dataset("fashion-mnist", data_dir=None, img_size=arch.img_size, in_chans=arch.in_chans)
+    splits = load_dataset("fashion-mnist", data_dir=None, **arch.data_kwargs())
     table = build_table(teacher, splits["train"], images=args.images, seed=args.seed, progress=False)
     predictor = LatencyPredictor(None)
     x_in, _ = calibration_batch(splits["train"], args.images, args.seed)

@@ -6,6 +6,7 @@ models predicted within ±10% (target >= 90%), the MAPE, and the same for the op
     .venv/bin/python benchmarks/latency_host_proof.py                 # measure + calibrate + report (~15 min)
     .venv/bin/python benchmarks/latency_host_proof.py --reuse          # recalibrate the last CSVs only
     .venv/bin/python benchmarks/latency_host_proof.py --reuse-kits     # re-time the kept ONNX kits (no rebuild)
+    .venv/bin/python benchmarks/latency_host_proof.py --reuse-ops      # keep the operator rows, time the models
 
 Phase 1 times the operator sweep and fits the host profile on it; phase 2 samples compressed models from
 the search space, exports each as the predictor's ``deployable_config`` (what the search would ship) and
@@ -116,6 +117,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="passes over each kit; a row keeps its lowest pass median")
     p.add_argument("--reuse-kits", action="store_true",
                    help="time the ONNX kits built by an earlier run (results/latency/kit-*) instead of rebuilding them")
+    p.add_argument("--reuse-ops", action="store_true",
+                   help="keep the operator rows of an earlier run (host-ort-1t-ops.csv); measure the models only")
     p.add_argument("--print-reference", action="store_true")
     p.add_argument("--smoke", action="store_true", help="a tiny sweep (checks the script, proves nothing)")
     args = p.parse_args()
@@ -128,10 +131,11 @@ def main() -> int:
             return 2
         cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
         OUT.mkdir(parents=True, exist_ok=True)
-        span = max(SPAN_BYTES, 4 * l2_bytes())
-        ops = sweep_items("quick" if args.smoke else "standard", args.seed, models=False, span=span)
-        print(f"phase 1: {len(ops)} operator benchmarks on cpu {cpu}, 1 ONNX Runtime thread", file=sys.stderr)
-        _time(ops, OUT / "kit-ops", ops_csv, args, cpu)
+        if not (args.reuse_ops and ops_csv.is_file()):
+            span = max(SPAN_BYTES, 4 * l2_bytes())
+            ops = sweep_items("quick" if args.smoke else "standard", args.seed, models=False, span=span)
+            print(f"phase 1: {len(ops)} operator benchmarks on cpu {cpu}, 1 ONNX Runtime thread", file=sys.stderr)
+            _time(ops, OUT / "kit-ops", ops_csv, args, cpu)
     samples, meta = read_measure_csv(ops_csv)
     prof = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops")
     if not args.reuse:

@@ -80,7 +80,7 @@ def main() -> int:
     teacher = resolve_model("default").model.eval()
     shape = describe(teacher)
     arch = teacher.arch
-    splits = load_dataset("fashion-mnist", data_dir=None, img_size=arch.img_size, in_chans=arch.in_chans)
+    splits = load_dataset("fashion-mnist", data_dir=None, **arch.data_kwargs())
     ev = TaskEvaluator(teacher, splits, bf16=False, seed=0)
     configs: dict[str, CompressionConfig] = {"teacher": CompressionConfig.identity(shape)}
     for share in shares:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from mae.data import ImageSplit
@@ -37,10 +38,10 @@ class TaskEvaluator:
     """Compresses the teacher with a config and scores the result on a split."""
 
     def __init__(self, teacher: nn.Module, splits: dict[str, ImageSplit], *, bf16: bool = True, seed: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, device: str = "cpu"):
         self.teacher = teacher.eval()
         self.splits = splits
-        self.bf16, self.seed, self.progress = bf16, seed, progress
+        self.bf16, self.seed, self.progress, self.device = bf16, seed, progress, device
         self.is_reconstruction = isinstance(teacher, MaskedAutoencoder)
         self.metric_name = "psnr_db" if self.is_reconstruction else "accuracy"
 
@@ -49,16 +50,18 @@ class TaskEvaluator:
         data = self.splits[split].head(images)
         if self.is_reconstruction:
             # the MAE's loss is in normalised units; std^2 turns it into pixel units (no norm_pix_loss)
-            mse = reconstruction_mse(model, data, seed=self.seed, bf16=self.bf16)
-            return psnr_db(mse * data.std ** 2)
-        return top1_accuracy(model, data, bf16=self.bf16)
+            mse = reconstruction_mse(model, data, seed=self.seed, bf16=self.bf16, device=self.device)
+            # normalised units -> pixel units: times std^2 (per-channel statistics: their mean square)
+            pixel_var = float(torch.tensor(data.std, dtype=torch.float64).pow(2).mean())
+            return psnr_db(mse * pixel_var)
+        return top1_accuracy(model, data, bf16=self.bf16, device=self.device)
 
     def compress(self, config: CompressionConfig, recover_steps: int,
                  time_limit_s: float | None = None) -> tuple[nn.Module, CompressionReport]:
         train = self.splits["train"]
         return compress(self.teacher, config, calib=train.head(CALIBRATION_IMAGES), train=train,
                         recover_steps=recover_steps, bf16=self.bf16, seed=self.seed, progress=self.progress,
-                        time_limit_s=time_limit_s)
+                        time_limit_s=time_limit_s, device=self.device)
 
     def evaluate(self, config: CompressionConfig, fidelity: Fidelity) -> tuple[float, nn.Module, CompressionReport]:
         """``(score on val, compressed model, report)`` at ``fidelity``."""

@@ -1,14 +1,16 @@
-"""Datasets held as in-memory uint8 tensors: Fashion-MNIST from IDX files, or a user's image folder.
+"""Datasets: Fashion-MNIST from IDX files (in memory, 55 MB), or a user's image folder (streamed).
 
-Images stay ``uint8 [N, C, H, W]`` until a batch is drawn; normalisation and augmentation happen per
-batch with tensor ops (no worker processes: on a 2-core machine they only steal the cores that train).
+A split's images are ``uint8 [N, C, H, W]``: a tensor for Fashion-MNIST, a
+:class:`mae.folders.FolderImages` for a folder (decoded per batch by DataLoader workers, so memory does
+not grow with the number of images). Normalisation (per channel, the *model's* statistics: see
+``ViTArch.input_mean``) and augmentation happen per batch with tensor ops.
 """
 from __future__ import annotations
 
 import gzip
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -16,12 +18,14 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from mae.folders import FolderImages, folder_batches
 
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VAL_SIZE = 5000
 SPLIT_SEED = 0  # the train/validation split is fixed: never derived from the run's seed
 
@@ -30,15 +34,24 @@ class DatasetError(UserError):
     """A dataset is missing or unreadable; the message is one sentence for the user."""
 
 
+Stats = float | tuple[float, ...]  # one value for every channel, or one per channel
+
+
+def take(images: torch.Tensor | FolderImages, idx: torch.Tensor | slice) -> torch.Tensor | FolderImages:
+    """The images at ``idx``: a tensor is indexed, a folder subset is made without decoding."""
+    return images.take(idx) if isinstance(images, FolderImages) else images[idx]
+
+
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split: ``images uint8 [N, C, H, W]``, ``labels int64 [N]``."""
+    """One split: ``images uint8 [N, C, H, W]`` (a tensor, or a folder decoded on access),
+    ``labels int64 [N]``, and the normalisation ``(x / 255 - mean) / std`` per channel."""
 
-    images: torch.Tensor
+    images: torch.Tensor | FolderImages
     labels: torch.Tensor
     classes: tuple[str, ...]
-    mean: float
-    std: float
+    mean: Stats
+    std: Stats
     origin: str = ""  # where the images came from, for the run's printout (e.g. "val/ (no test/ folder)")
 
     def __len__(self) -> int:
@@ -48,7 +61,7 @@ class ImageSplit:
         """The first ``n`` examples (all when ``n`` is None)."""
         if n is None:
             return self
-        return ImageSplit(self.images[:n], self.labels[:n], self.classes, self.mean, self.std, self.origin)
+        return replace(self, images=take(self.images, slice(None, n)), labels=self.labels[:n])
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -132,7 +145,7 @@ def load_fashion_mnist(data_dir: str | Path | None = None, download: bool = Fals
 HELD_OUT_SHARE = 0.1  # of a folder's images, per split that the folder lacks
 
 
-def _carve(x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _carve(x: FolderImages, y: torch.Tensor, names: tuple[str, ...]) -> dict[str, tuple[FolderImages, torch.Tensor]]:
     """Seeded (``SPLIT_SEED``) held-out parts: ``HELD_OUT_SHARE`` of the images (at least 1) for each of
     ``names`` in order, the rest as ``train``."""
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
@@ -140,11 +153,13 @@ def _carve(x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]) -> dict[str
     if len(y) <= n * len(names):
         raise DatasetError(f"{len(y)} images are too few to hold out {', '.join(names)} and keep some for train")
     parts = {name: perm[i * n:(i + 1) * n] for i, name in enumerate(names)} | {"train": perm[n * len(names):]}
-    return {k: (x[i], y[i]) for k, i in parts.items()}
+    return {k: (x.take(i), y[i]) for k, i in parts.items()}
 
 
-def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dict[str, ImageSplit]:
-    """A user's folder, always as ``train``, ``val`` and ``test`` (images resized to ``img_size``).
+def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3, crop_pct: float = 1.0,
+                      mean: Stats = 0.5, std: Stats = 0.5) -> dict[str, ImageSplit]:
+    """A user's folder, always as ``train``, ``val`` and ``test``, streamed (:mod:`mae.folders`: files
+    found now, decoded per batch, shorter side resized to ``img_size / crop_pct`` then centre-cropped).
 
     Layouts, and the rule for a split that is missing (seeded, ``HELD_OUT_SHARE`` = 10% per split):
 
@@ -154,24 +169,21 @@ def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dic
     * ``root/train/<class>/*`` alone: 10% of it for ``val``, another 10% for ``test``.
     * ``root/<class>/*``: the same, 80/10/10.
 
-    Each split's ``origin`` says where its images came from."""
+    Each split's ``origin`` says where its images came from. ``mean``/``std``: the normalisation, which
+    is the model's (:func:`load_dataset` passes it), never estimated from the images."""
     from torchvision.datasets import ImageFolder
-    from torchvision.transforms import functional as TF
 
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist")
 
-    def read(folder: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    def read(folder: Path) -> tuple[FolderImages, torch.Tensor, tuple[str, ...]]:
         try:
-            ds = ImageFolder(str(folder))
+            ds = ImageFolder(str(folder))  # finds the files and classes; nothing is decoded here
         except (FileNotFoundError, RuntimeError) as e:
             raise DatasetError(f"cannot read image folder {folder}: {e}") from None
-        xs = []
-        for path, _ in ds.samples:
-            img = ds.loader(path).convert("L" if in_chans == 1 else "RGB")
-            xs.append(TF.pil_to_tensor(TF.resize(img, [img_size, img_size], antialias=True)))
-        return torch.stack(xs), torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes)
+        images = FolderImages(tuple(p for p, _ in ds.samples), img_size, in_chans, crop_pct)
+        return images, torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes)
 
     has = {name: (root / name).is_dir() for name in ("train", "val", "test")}
     if has["train"]:
@@ -197,8 +209,6 @@ def load_image_folder(root: str | Path, img_size: int, in_chans: int = 3) -> dic
         x, y, classes = read(root)
         splits = _carve(x, y, ("val", "test"))
         origin = {"train": "80% of the folder", "val": "a seeded 10% of the folder", "test": "another seeded 10%"}
-    sample = splits["train"][0].float() / 255.0
-    mean, std = float(sample.mean()), float(sample.std().clamp_min(1e-3))
     return {k: ImageSplit(*splits[k], classes, mean, std, origin[k]) for k in ("train", "val", "test")}
 
 
@@ -207,9 +217,14 @@ def describe_splits(splits: dict[str, ImageSplit]) -> str:
     return "; ".join(f"{k} {len(v)} images" + (f" ({v.origin})" if v.origin else "") for k, v in splits.items())
 
 
-def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """``uint8 [N, C, H, W]`` -> ``float32 [N, C, H, W]``, standardised."""
-    return (images.float() / 255.0 - mean) / std
+def normalise(images: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
+    """``uint8 [N, C, H, W]`` -> ``float32 [N, C, H, W]``, standardised per channel."""
+    x = images.float() / 255.0
+    if isinstance(mean, (int, float)) and isinstance(std, (int, float)):
+        return (x - mean) / std
+    m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -238,37 +253,48 @@ def iterate_batches(
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - (n % batch_size) if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        x = split.images[idx]
+    index_batches = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+    if isinstance(split.images, FolderImages):  # decoded by DataLoader workers, batch by batch
+        images = folder_batches(split.images, index_batches)
+    else:
+        images = (split.images[idx] for idx in index_batches)
+    for idx, x in zip(index_batches, images):
         if augment_images:
             assert generator is not None, "augmentation needs a seeded generator"
-            x = augment(x, generator)
+            x = augment(x, generator, pad=max(2, x.shape[-1] // 14))  # 2 px at 28, 16 px at 224
         yield normalise(x, split.mean, split.std), split.labels[idx]
 
 
-def fit_to_model(split: ImageSplit, img_size: int, in_chans: int) -> ImageSplit:
-    """Resize (bilinear) and repeat or average channels so ``split`` feeds a model built for
-    ``img_size`` x ``img_size`` x ``in_chans`` (e.g. Fashion-MNIST into a 224x224 RGB timm ViT)."""
+def fit_to_model(split: ImageSplit, img_size: int, in_chans: int, *, mean: Stats | None = None,
+                 std: Stats | None = None, crop_pct: float = 1.0) -> ImageSplit:
+    """``split`` as a model built for ``img_size`` x ``img_size`` x ``in_chans`` reads it, normalised with
+    the model's ``mean``/``std`` (None: keep the split's). In memory (e.g. Fashion-MNIST into a 224x224
+    RGB timm ViT): resized (bilinear) and channels repeated or averaged. A folder: decoded at that size
+    and crop when a batch is drawn."""
+    stats = {"mean": split.mean if mean is None else mean, "std": split.std if std is None else std}
+    if isinstance(split.images, FolderImages):
+        return replace(split, images=split.images.resized(img_size, in_chans, crop_pct), **stats)
     x = split.images
     if x.shape[1] != in_chans:
         x = x.expand(-1, in_chans, -1, -1) if x.shape[1] == 1 else x.float().mean(1, keepdim=True).round().byte()
     if x.shape[-1] != img_size or x.shape[-2] != img_size:
         x = torch.nn.functional.interpolate(x.float(), size=(img_size, img_size), mode="bilinear",
                                             antialias=True, align_corners=False).round().clamp(0, 255).byte()
-    return ImageSplit(x.contiguous(), split.labels, split.classes, split.mean, split.std, split.origin)
+    return replace(split, images=x.contiguous(), **stats)
 
 
 def load_dataset(data: str, *, data_dir: str | Path | None, img_size: int, in_chans: int,
+                 mean: Stats | None = None, std: Stats | None = None, crop_pct: float = 1.0,
                  limits: dict[str, int | None] | None = None, only: str | None = None) -> dict[str, ImageSplit]:
     """The splits of ``data`` (``fashion-mnist`` or an image folder) fitted to a model's input
-    (:func:`fit_to_model`); ``limits`` cuts splits to their first N images before resizing (less work);
-    ``only`` keeps one split (the others are not resized at all).
-    The one loader behind ``run_search.py --data`` and ``maec eval|apply --data``."""
+    (:func:`fit_to_model`; ``ViTArch.data_kwargs()`` gives size, channels, statistics and crop);
+    ``limits`` cuts splits to their first N images before resizing (less work); ``only`` keeps one
+    split (the others are not resized at all).
+    The one loader behind ``run_search.py --data`` and ``maec eval|apply|sensitivity --data``."""
     if data == "fashion-mnist":
         raw = load_fashion_mnist(data_dir)
     else:
-        raw = load_image_folder(data, img_size, in_chans)
+        raw = load_image_folder(data, img_size, in_chans, crop_pct)
     limits = limits or {}
-    return {k: fit_to_model(v.head(limits.get(k)), img_size, in_chans) for k, v in raw.items()
-            if only is None or k == only}
+    return {k: fit_to_model(v.head(limits.get(k)), img_size, in_chans, mean=mean, std=std, crop_pct=crop_pct)
+            for k, v in raw.items() if only is None or k == only}

@@ -347,6 +347,10 @@ def from_timm(model: nn.Module, *, source: str | None = None) -> MAEClassifier:
               "LayerNorms of mixed epsilon or without affine weights")
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     arch = infer_arch(sd, source=source, num_heads=blk.attn.num_heads, layer_norm_eps=norms[0].eps)
+    cfg = getattr(model, "pretrained_cfg", None) or {}  # timm's input config travels with the model
+    if cfg.get("mean") and cfg.get("std") and len(cfg["mean"]) == arch.in_chans:
+        arch = arch.with_(mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]),
+                          crop_pct=float(cfg["crop_pct"]) if cfg.get("crop_pct") else None)
     if model.global_pool == "avg" and "fc_norm.weight" not in sd:  # avg pooling, final_norm=False
         raise CheckpointError(f"{source} has no final norm, which this project does not support")
     return _load_weights(MAEClassifier(arch), _fix_pos_embed(sd, arch), source)

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from timm.layers import PatchEmbed
 
+from mae.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD
 from mae.tome import MergingBlock, merges_any, run_merging_blocks
 from spaces.shape import BlockShape, ModelShape
 
@@ -43,10 +44,44 @@ class ViTArch:
     decoder_num_heads: int = 4
     norm_pix_loss: bool = False
     layer_norm_eps: float = 1e-6
+    # Input config (timm's ``pretrained_cfg``): per-channel normalisation and the evaluation crop. None:
+    # the default for the input (see ``input_mean`` / ``input_std`` / ``input_crop_pct``).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
 
     @property
     def num_patches(self) -> int:
         return (self.img_size // self.patch_size) ** 2
+
+    def _default_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Fashion-MNIST's statistics for one channel (the embedded models), ImageNet's for three
+        (official MAE and timm weights), 0.5 otherwise."""
+        if self.in_chans == 1:
+            return (FASHION_MNIST_MEAN,), (FASHION_MNIST_STD,)
+        if self.in_chans == 3:
+            return IMAGENET_MEAN, IMAGENET_STD
+        return (0.5,) * self.in_chans, (0.5,) * self.in_chans
+
+    @property
+    def input_mean(self) -> tuple[float, ...]:
+        """Per-channel mean the weights expect (given, else ``_default_stats``)."""
+        return tuple(self.mean) if self.mean else self._default_stats()[0]
+
+    @property
+    def input_std(self) -> tuple[float, ...]:
+        return tuple(self.std) if self.std else self._default_stats()[1]
+
+    @property
+    def input_crop_pct(self) -> float:
+        """Share of the resized image kept by the evaluation centre crop: given, else 1.0 for small
+        inputs (<= 64 px: datasets of that size are stored at size) and 0.875 (224 / 256) above."""
+        return float(self.crop_pct) if self.crop_pct else (1.0 if self.img_size <= 64 else 0.875)
+
+    def data_kwargs(self) -> dict:
+        """What :func:`mae.data.load_dataset` needs to feed this model: size, channels, statistics, crop."""
+        return {"img_size": self.img_size, "in_chans": self.in_chans, "mean": self.input_mean,
+                "std": self.input_std, "crop_pct": self.input_crop_pct}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +89,9 @@ class ViTArch:
     @classmethod
     def from_dict(cls, d: dict) -> "ViTArch":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("mean", "std"):  # JSON gives lists; the dataclass is frozen and hashed
+            if known.get(k) is not None:
+                known[k] = tuple(float(v) for v in known[k])
         return cls(**known)
 
     def with_(self, **changes) -> "ViTArch":
@@ -68,6 +106,16 @@ MODEL_PRESETS: dict[str, ViTArch] = {
     "mae_vit_test_p7_28": ViTArch(
         patch_size=7, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16, decoder_depth=1,
         decoder_num_heads=2,
+    ),
+    # facebookresearch/mae's models_mae.py / models_vit.py (224 px RGB, ImageNet statistics, crop 0.875):
+    # load their checkpoints with --model PATH; these names give the architectures (random weights).
+    "mae_vit_base_patch16": ViTArch(
+        img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12, num_classes=1000,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
+    ),
+    "mae_vit_large_patch16": ViTArch(
+        img_size=224, patch_size=16, in_chans=3, embed_dim=1024, depth=24, num_heads=16, num_classes=1000,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
     ),
 }
 

@@ -71,6 +71,7 @@ class SearchSettings:
     limit_val: int | None = None
     far_over_budget: float = 1.5
     bf16: bool = True
+    accelerator: str = "cpu"  # where recovery and scoring run (resolved from --accelerator auto|cpu|cuda)
     progress: bool = True
     # before the first trial: a classifier at chance level on the validation images is refused
     check_teacher: bool = True
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not start a new joint-space study with the uniform heuristic's largest configs "
                         "that fit the budget (up to 6 enqueued trials)")
+    p.add_argument("--accelerator", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where recovery and scoring run (default auto: a CUDA GPU when torch sees one, else the "
+                        "CPU); the latency budget is always the --device profile's")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for recovery and scoring (default: where the CPU runs it fast, i.e. "
                         "AVX-512/AMX; --no-bf16: fp32, bit-stable)")
@@ -201,13 +205,16 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _resolve_bf16(flag: bool | None) -> bool:
-    """``--bf16`` / ``--no-bf16`` as given, else bf16 only where this CPU runs it fast."""
-    if flag is not None:
-        return flag
-    from mae.metrics import cpu_has_fast_bf16  # torch: imported only once the arguments are known good
+def _resolve_accelerator(name: str, bf16: bool | None) -> tuple[str, bool]:
+    """``(device, bf16)`` of ``--accelerator`` and ``--bf16/--no-bf16`` (mae.accelerator's rules)."""
+    # torch: imported only once the arguments are known good
+    from mae.accelerator import AcceleratorError, resolve_accelerator
 
-    return cpu_has_fast_bf16()
+    try:
+        accel = resolve_accelerator(name, bf16)
+    except AcceleratorError as e:
+        raise SettingsError(str(e)) from None
+    return accel.device, accel.bf16
 
 
 def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
@@ -238,6 +245,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     if a.ray_address and a.backend != "ray":
         raise SettingsError("--ray-address needs --backend ray")
     budget_ms = parse_budget_ms(a.budget)
+    accelerator, bf16 = _resolve_accelerator(a.accelerator, a.bf16)
     load_profile(a.device)  # an unknown device is refused now (ProfileError), not after the model and data load
     return SearchSettings(
         budget_ms=budget_ms, device=a.device, model=a.model, data=a.data, data_dir=a.data_dir,
@@ -248,6 +256,6 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         fidelity=a.fidelity, cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
         recover_top=a.recover_top,
         final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
-        limit_val=a.limit_val, bf16=_resolve_bf16(a.bf16), warm_start=not a.no_warm_start,
+        limit_val=a.limit_val, bf16=bf16, accelerator=accelerator, warm_start=not a.no_warm_start,
         progress=not a.no_progress, check_teacher=not a.no_teacher_check,
     )

@@ -143,17 +143,18 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
                               f"{'a full MAE' if is_mae else 'a classifier'}")
     arch = teacher.arch
     # --limit-train/--limit-val cut before resizing (less work); the test split stays whole
-    splits = load_dataset(settings.data, data_dir=settings.data_dir, img_size=arch.img_size, in_chans=arch.in_chans,
+    splits = load_dataset(settings.data, data_dir=settings.data_dir, **arch.data_kwargs(),
                           limits={"train": settings.limit_train, "val": settings.limit_val})
     if not is_mae and len(splits["train"].classes) != arch.num_classes:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
                             f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
     if settings.progress:
         print(f"data {settings.data}: {describe_splits(splits)}")
+        print(f"recovery and scoring on {settings.accelerator}{' in bf16' if settings.bf16 else ' in fp32'}")
     shape = describe(teacher, name=spec)
     predictor = LatencyPredictor(settings.device)
     sha = file_sha256(resolved.path) if resolved.path is not None and resolved.path.is_file() else None
-    evaluator = TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed)
+    evaluator = TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed, device=settings.accelerator)
     if settings.check_teacher and not settings.join:  # before the space: allocate measures a table first
         check_teacher(teacher, evaluator, splits["val"], settings)
     return SearchSetup(teacher=teacher, shape=shape, splits=splits, predictor=predictor,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mae.data import ImageSplit, iterate_batches
-from mae.metrics import autocast
+from mae.accelerator import autocast, put
 from mae.model import MAEClassifier, MaskedAutoencoder, masked_patch_loss
 from mae.optim import optimizer_step, set_lr
 from mae.schedule import cosine_with_warmup
@@ -65,7 +65,7 @@ def _reconstruction_step(student: MaskedAutoencoder, teacher: MaskedAutoencoder,
     # One mask for both so that the student learns the teacher's answer to the same question.
     state = gen.get_state()
     s_latent, mask, ids_restore = student.forward_encoder(x, mask_ratio, gen)
-    gen_t = torch.Generator().set_state(state)
+    gen_t = torch.Generator(device=gen.device).set_state(state)
     with torch.no_grad():
         t_latent, _, _ = teacher.forward_encoder(x, mask_ratio, gen_t)
         t_pred = teacher.forward_decoder(t_latent, ids_restore)
@@ -91,12 +91,13 @@ def _lr_multiplier(step: int, steps: int, elapsed_s: float, time_limit_s: float 
 def recover(
     student: nn.Module, teacher: nn.Module, train: ImageSplit, cfg: DistillConfig, *, batch_size: int = 128,
     lr: float = 1e-4, weight_decay: float = 0.0, bf16: bool = True, seed: int = 0, mask_ratio: float = 0.75,
-    progress: bool = True, time_limit_s: float | None = None,
+    progress: bool = True, time_limit_s: float | None = None, device: str = "cpu",
 ) -> RecoveryReport:
     """Train ``student`` in place for ``cfg.steps`` steps (or until ``time_limit_s``) against ``teacher``.
 
     Works for classifiers and full MAEs (``mask_ratio`` applies to the latter). The teacher runs in
-    eval mode under no_grad and is not modified; the student ends in eval mode.
+    eval mode under no_grad and is not modified; the student ends in eval mode. Both run on ``device``
+    and are back where they were (the CPU, for every caller) when it returns.
     """
     if cfg.steps <= 0:
         return RecoveryReport(0, float("nan"), float("nan"), 0.0)
@@ -106,11 +107,13 @@ def recover(
     # would otherwise yield no batch at all and the step loop would never end
     batch_size = min(batch_size, len(train))
     teacher_was_training = teacher.training
-    teacher.eval()  # its forward runs under no_grad; its parameters are left as the caller had them
-    student.train()
+    homes = (next(student.parameters()).device, next(teacher.parameters()).device)
+    put(teacher, device).eval()  # its forward runs under no_grad; its parameters are left as the caller had them
+    put(student, device).train()
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch order and augmentation (on the CPU)
+    mask_gen = gen if device == "cpu" else torch.Generator(device=device).manual_seed(seed)  # MAE masks
     is_mae = isinstance(student, MaskedAutoencoder)
     t0, step, first, last = time.perf_counter(), 0, float("nan"), float("nan")
     bar = tqdm(total=cfg.steps, desc="distill", disable=not progress, leave=False)
@@ -118,9 +121,10 @@ def recover(
         for x, y in iterate_batches(train, batch_size, shuffle=True, generator=gen, augment_images=not is_mae,
                                     drop_last=True):
             set_lr(opt, lr * _lr_multiplier(step, cfg.steps, time.perf_counter() - t0, time_limit_s))
-            with autocast(bf16):
+            x, y = put(x, device), put(y, device)
+            with autocast(bf16, device):
                 if is_mae:
-                    loss = _reconstruction_step(student, teacher, x, cfg, gen, mask_ratio)
+                    loss = _reconstruction_step(student, teacher, x, cfg, mask_gen, mask_ratio)
                 else:
                     loss = _classification_step(student, teacher, x, y, cfg)
             # Clipped over the trained params only: a frozen one may hold a .grad from earlier use that
@@ -135,6 +139,6 @@ def recover(
         if time_limit_s and time.perf_counter() - t0 > time_limit_s:
             break
     bar.close()
-    student.eval()
-    teacher.train(teacher_was_training)
+    student.to(homes[0]).eval()
+    teacher.to(homes[1]).train(teacher_was_training)
     return RecoveryReport(step, first, last, round(time.perf_counter() - t0, 2))

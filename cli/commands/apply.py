@@ -20,8 +20,9 @@ from core.errors import UsageError
 from core.files import file_sha256, write_text_atomic
 from evaluators.latency.measure.host import compare_latency_ms, onnx_top1
 from evaluators.latency.measure.ort_timing import machine_summary
+from mae.accelerator import ACCELERATORS, resolve_accelerator
 from mae.data import iterate_batches
-from mae.metrics import cpu_has_fast_bf16, reconstruction_mse, top1_accuracy
+from mae.metrics import reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder, describe
 from spaces.config import CompressionConfig
 from toolkit.artifacts import read_config_file, save_compressed
@@ -49,15 +50,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of calibration and recovery (default: a winner.json's search seed, else 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
+                   help="where recovery and scoring run (default auto: a CUDA GPU when torch sees one)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast during recovery (default: where the CPU runs it fast; --no-bf16: fp32)")
+                   help="bf16 autocast during recovery (default: where the device runs it fast; --no-bf16: fp32)")
     p.set_defaults(run=run)
 
 
-def _score(model, split, is_mae: bool) -> dict:
+def _score(model, split, is_mae: bool, device: str = "cpu") -> dict:
     if is_mae:
-        return {"masked_mse": reconstruction_mse(model, split)}
-    return {"top1": top1_accuracy(model, split)}
+        return {"masked_mse": reconstruction_mse(model, split, device=device)}
+    return {"top1": top1_accuracy(model, split, device=device)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
     train = load_split(args.data, args.data_dir, "train", teacher)
     evaluation = load_split(args.data, args.data_dir, args.split, teacher).head(args.limit)
 
-    bf16 = cpu_has_fast_bf16() if args.bf16 is None else args.bf16
+    accel = resolve_accelerator(args.accelerator, args.bf16)  # AcceleratorError: one sentence, exit 2
+    bf16 = accel.bf16
     t0 = time.perf_counter()
     student, report = compress(teacher, config, calib=train.head(256), train=train,
                                recover_steps=args.recover_steps, seed=args.seed,
-                               bf16=bf16,
+                               bf16=bf16, device=accel.device,
                                progress=True, time_limit_s=args.recover_time_limit)
     compress_s = time.perf_counter() - t0
 
@@ -115,14 +119,15 @@ def run(args: argparse.Namespace) -> int:
             "size_on_disk_mb": {k: round((tmp / f).stat().st_size / 2**20, 3) for k, f in
                                 (("original_onnx", "original.onnx"), ("compressed_onnx", "model.onnx"),
                                  ("compressed_safetensors", "model.safetensors"))},
-            "before": _score(teacher, evaluation, is_mae), "after": _score(student, evaluation, is_mae),
+            "before": _score(teacher, evaluation, is_mae, accel.device),
+            "after": _score(student, evaluation, is_mae, accel.device),
             "onnx_latency_ms": {**{k: v.to_dict() for k, v in compare_latency_ms(
                                     {"original": tmp / "original.onnx", "compressed": tmp / "model.onnx"},
                                     threads=args.threads, rounds=args.rounds).items()},
                                 "threads": args.threads, "batch": 1, "rounds": args.rounds,
                                 "machine": machine_summary()},
             "onnx_quantization": qrep.to_dict(), "compression": report.to_dict(), "compress_s": round(compress_s, 1),
-            "bf16": bf16,
+            "bf16": bf16, "accelerator": accel.describe(),
         }
         if not is_mae:
             batches = ((x.numpy(), y.numpy()) for x, y in iterate_batches(evaluation, 1, shuffle=False))

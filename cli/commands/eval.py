@@ -8,6 +8,7 @@ import time
 import torch
 
 from core.errors import UsageError
+from mae.accelerator import ACCELERATORS, resolve_accelerator
 from mae.data import load_dataset
 from mae.metrics import reconstruction_mse, top1_accuracy
 from mae.model import MaskedAutoencoder
@@ -21,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
+                   help="where to evaluate (default auto: a CUDA GPU when torch sees one)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster, slightly different)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -29,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def load_split(data: str, data_dir: str | None, split: str, model: torch.nn.Module):
     """The requested split, resized to what ``model`` takes."""
     arch = model.arch
-    splits = load_dataset(data, data_dir=data_dir, img_size=arch.img_size, in_chans=arch.in_chans, only=split)
+    splits = load_dataset(data, data_dir=data_dir, **arch.data_kwargs(), only=split)
     if split not in splits:
         raise UsageError(f"the dataset has no {split!r} split")
     return splits[split]
@@ -41,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     model = resolve_model(args.model).model
     split = load_split(args.data, args.data_dir, args.split, model).head(args.limit)
+    device = resolve_accelerator(args.accelerator, args.bf16).device  # AcceleratorError: exit 2
     t0 = time.perf_counter()
     result: dict = {"model": args.model, "split": args.split, "n": len(split)}
     if isinstance(model, MaskedAutoencoder):
-        result["masked_mse"] = reconstruction_mse(model, split, bf16=args.bf16)
+        result["masked_mse"] = reconstruction_mse(model, split, bf16=args.bf16, device=device)
     else:
-        result["top1"] = top1_accuracy(model, split, bf16=args.bf16, progress=not args.json)
+        result["top1"] = top1_accuracy(model, split, bf16=args.bf16, progress=not args.json, device=device)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if args.json:
         print(json.dumps(result))

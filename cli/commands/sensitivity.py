@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = resolve_model(args.model, kind=args.kind).model
     arch = model.arch
-    splits = load_dataset(args.data, data_dir=args.data_dir, img_size=arch.img_size, in_chans=arch.in_chans,
+    splits = load_dataset(args.data, data_dir=args.data_dir, **arch.data_kwargs(),
                           only="train")
     if "train" not in splits:
         raise UsageError("the dataset has no 'train' split to draw calibration images from")
