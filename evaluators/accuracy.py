@@ -38,10 +38,11 @@ class TaskEvaluator:
     """Compresses the teacher with a config and scores the result on a split."""
 
     def __init__(self, teacher: nn.Module, splits: dict[str, ImageSplit], *, bf16: bool = True, seed: int = 0,
-                 progress: bool = False, device: str = "cpu"):
+                 progress: bool = False, device: str = "cpu", batch_size: int = 128):
         self.teacher = teacher.eval()
         self.splits = splits
         self.bf16, self.seed, self.progress, self.device = bf16, seed, progress, device
+        self.batch_size = batch_size  # recovery images per step
         self.is_reconstruction = isinstance(teacher, MaskedAutoencoder)
         self.metric_name = "psnr_db" if self.is_reconstruction else "accuracy"
 
@@ -61,7 +62,7 @@ class TaskEvaluator:
         train = self.splits["train"]
         return compress(self.teacher, config, calib=train.head(CALIBRATION_IMAGES), train=train,
                         recover_steps=recover_steps, bf16=self.bf16, seed=self.seed, progress=self.progress,
-                        time_limit_s=time_limit_s, device=self.device)
+                        time_limit_s=time_limit_s, device=self.device, batch_size=self.batch_size)
 
     def evaluate(self, config: CompressionConfig, fidelity: Fidelity) -> tuple[float, nn.Module, CompressionReport]:
         """``(score on val, compressed model, report)`` at ``fidelity``."""

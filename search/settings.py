@@ -58,6 +58,7 @@ class SearchSettings:
     fidelity: str = "cheap"
     cheap_val_images: int = 1000
     recover_steps: int = 150
+    recover_batch_size: int = 128  # images per distillation step (sized for the 28 px default; smaller for ViT-B)
     recover_top: int = 3
     # the winner, re-built once at the end, gets this many distillation steps (when distill is a technique
     # and this exceeds its trial's): trials only need recovery good enough to rank configs, the shipped
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "winner) or recovered (--recover-steps of distillation and the whole validation split, "
                         "for every trial: slow)")
     p.add_argument("--recover-steps", type=int, default=150, help="distillation steps of a recovered score")
+    p.add_argument("--recover-batch-size", type=int, default=128,
+                   help="images per distillation step (128 fits the 28 px default; see the README for ViT-B)")
     p.add_argument("--recover-top", type=int, default=3,
                    help="cheap fidelity: how many of the best feasible trials are recovered after the search to "
                         "choose the winner by recovered validation score (0: the best cheap score wins)")
@@ -228,7 +231,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
     if techniques == ("distill",):
         raise SettingsError("--techniques distill alone compresses nothing: add prune, quant or lowrank")
     for name, value, low in (("--trials", a.trials, 1), ("--jobs", a.jobs, 1), ("--cheap-val-images", a.cheap_val_images, 1),
-                             ("--recover-steps", a.recover_steps, 0),
+                             ("--recover-steps", a.recover_steps, 0), ("--recover-batch-size", a.recover_batch_size, 1),
                              ("--recover-top", a.recover_top, 0), ("--final-recover-steps", a.final_recover_steps, 0),
                              ("--limit-train", 1 if a.limit_train is None else a.limit_train, 1),
                              ("--limit-val", 1 if a.limit_val is None else a.limit_val, 1),
@@ -254,6 +257,7 @@ def settings_from_args(argv: list[str] | None = None) -> SearchSettings:
         join=a.join, seed=a.seed,
         results_dir=a.results_dir, backend=a.backend, jobs=a.jobs, ray_address=a.ray_address,
         fidelity=a.fidelity, cheap_val_images=a.cheap_val_images, recover_steps=a.recover_steps,
+        recover_batch_size=a.recover_batch_size,
         recover_top=a.recover_top,
         final_recover_steps=a.final_recover_steps, limit_train=a.limit_train,
         limit_val=a.limit_val, bf16=bf16, accelerator=accelerator, warm_start=not a.no_warm_start,

@@ -154,7 +154,8 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
     shape = describe(teacher, name=spec)
     predictor = LatencyPredictor(settings.device)
     sha = file_sha256(resolved.path) if resolved.path is not None and resolved.path.is_file() else None
-    evaluator = TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed, device=settings.accelerator)
+    evaluator = TaskEvaluator(teacher, splits, bf16=settings.bf16, seed=settings.seed, device=settings.accelerator,
+                              batch_size=settings.recover_batch_size)
     if settings.check_teacher and not settings.join:  # before the space: allocate measures a table first
         check_teacher(teacher, evaluator, splits["val"], settings)
     return SearchSetup(teacher=teacher, shape=shape, splits=splits, predictor=predictor,

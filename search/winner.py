@@ -167,6 +167,7 @@ def export_winner(study: optuna.Study, trial: optuna.trial.FrozenTrial, setup: S
             "study": study.study_name, "storage": settings.resolved_storage, "trial": trial.number,
             "model_sha256": setup.model_sha256, "device_profile": setup.predictor.device.name,
             "device": setup.predictor.device.summary(), "seed": settings.seed, "versions": versions(),
+            "recover_batch_size": settings.recover_batch_size,
             "rebuild_s": round(time.perf_counter() - t0, 1),
         },
     }

@@ -73,11 +73,12 @@ def compress(
     model: nn.Module, config: CompressionConfig, *, calib: ImageSplit | None = None,
     train: ImageSplit | None = None, recover_steps: int | None = None, bf16: bool = True, seed: int = 0,
     progress: bool = False, recovery_lr: float | None = None, time_limit_s: float | None = None,
-    device: str = "cpu",
+    device: str = "cpu", batch_size: int = 128,
 ) -> tuple[nn.Module, CompressionReport]:
     """Compressed copy of ``model`` and a report. ``calib`` feeds Taylor importance and int8
     activation ranges; ``train`` (with steps > 0) feeds distillation recovery from ``model`` at
-    ``config.distill.lr`` (``recovery_lr`` overrides it) on ``device`` (the student comes back on the CPU)."""
+    ``config.distill.lr`` (``recovery_lr`` overrides it) on ``device`` (the student comes back on the CPU),
+    ``batch_size`` images per step."""
     config.validate_for(describe(model))
     steps = config.distill.steps if recover_steps is None else recover_steps
     batches = calibration_batches(calib)
@@ -102,7 +103,7 @@ def compress(
     if steps > 0 and train is not None:
         rec = recover(student, model, train, replace(config.distill, steps=steps), bf16=bf16, seed=seed,
                       progress=progress, lr=config.distill.lr if recovery_lr is None else recovery_lr,
-                      time_limit_s=time_limit_s, device=device)
+                      time_limit_s=time_limit_s, device=device, batch_size=batch_size)
         report.recovery = rec.to_dict()
         # Recovery moved the weights: re-observe activation ranges on the recovered model.
         calibrate_activations_(student, (x for x, _ in batches))

@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="'default', a checkpoint, timm:NAME (default: the winner's model)")
     p.add_argument("--out", required=True, help="output folder (must not exist, or use --force)")
     p.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default: the config's)")
+    p.add_argument("--recover-batch-size", type=int, default=None,
+                   help="images per distillation step (default: a winner.json's search setting, else 128)")
     p.add_argument("--recover-time-limit", type=float, default=None, help="stop recovery after this many seconds")
     p.add_argument("--data", default=None, help="'fashion-mnist' or an image folder (default: a winner.json's data, "
                                                  "else fashion-mnist)")
@@ -71,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
     args.data_dir = args.data_dir or recorded_data.get("data_dir")
     if args.seed is None:  # a winner is reproduced with the seed its search re-built it with
         args.seed = int((meta.get("provenance") or {}).get("seed", 0))
+    if args.recover_batch_size is None:  # ... and with its recovery batch size
+        args.recover_batch_size = int((meta.get("provenance") or {}).get("recover_batch_size", 128))
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; choose another --out or pass --force")
-    if (args.recover_steps or 0) < 0 or (args.limit is not None and args.limit < 1):
-        raise UsageError("--recover-steps must be >= 0 and --limit >= 1")
+    if (args.recover_steps or 0) < 0 or (args.limit is not None and args.limit < 1) or args.recover_batch_size < 1:
+        raise UsageError("--recover-steps must be >= 0, --limit and --recover-batch-size >= 1")
     if args.threads < 1 or args.rounds < 1:
         raise UsageError("--threads and --rounds must be at least 1")
     torch.manual_seed(args.seed)
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     student, report = compress(teacher, config, calib=train.head(256), train=train,
                                recover_steps=args.recover_steps, seed=args.seed,
-                               bf16=bf16, device=accel.device,
+                               bf16=bf16, device=accel.device, batch_size=args.recover_batch_size,
                                progress=True, time_limit_s=args.recover_time_limit)
     compress_s = time.perf_counter() - t0
 

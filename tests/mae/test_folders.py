@@ -87,3 +87,15 @@ def test_official_mae_presets_have_the_published_shapes():
     assert (base.embed_dim, base.depth, base.num_heads, base.num_patches) == (768, 12, 12, 196)
     assert (large.embed_dim, large.depth, large.num_heads, large.decoder_embed_dim) == (1024, 24, 16, 512)
     assert base.input_mean == IMAGENET_MEAN and base.input_crop_pct == 0.875
+
+
+def test_create_model_with_a_checkpoint_checks_the_preset(tmp_path):
+    from mae.checkpoints import CheckpointError, save_model
+
+    torch.manual_seed(0)
+    mae = create_model("mae_vit_test_p7_28", kind="mae")
+    save_model(mae, tmp_path / "ours.safetensors")
+    again = create_model("mae_vit_test_p7_28", checkpoint=str(tmp_path / "ours.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), mae.state_dict().values(), strict=True))
+    with pytest.raises(CheckpointError, match="is not a mae_vit_tiny_p4_28: its patch_size is 7"):
+        create_model("mae_vit_tiny_p4_28", checkpoint=str(tmp_path / "ours.safetensors"))

@@ -48,6 +48,9 @@ class _RunsCode:
     (["--budget", "20ms", "--strategy", "allocate", "--sensitivity-images", "0"], "--sensitivity-images must be at least 1"),
     (["--budget", "20ms", "--fidelity", "recovered", "--techniques", "prune,quant"], "needs distill among --techniques"),
     (["--budget", "20ms", "--recover-top", "-1"], "--recover-top must be at least 0"),
+    (["--budget", "20ms", "--recover-batch-size", "0"], "--recover-batch-size must be at least 1"),
+    pytest.param(["--budget", "20ms", "--accelerator", "cuda"], "torch sees no CUDA GPU",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_bad_options_exit_2_with_one_sentence(args, words, capsys):
     assert main(args) == 2
