@@ -2,8 +2,9 @@
 
 ``--part rss``: peak memory does not grow with the number of images. Generated image folders (224 px
 JPEGs, 10 classes) of 2,000 and 20,000 images; the same run on each -- ``maec eval`` of the shipped
-model over the whole train split (every image decoded once) -- with the peak RSS of its process tree
-(the main process plus its DataLoader workers, sampled every 50 ms from /proc). Target: the 20,000-image
+model over the whole train split (every image decoded once) -- with the peak RSS and PSS of its process tree
+(the main process plus its DataLoader workers, sampled every 50 ms from /proc; PSS counts a page the
+forked workers share with their parent once). Target: the 20,000-image
 run within 20% of the 2,000-image run.
 
 ``--part vitb``: end to end at ViT-B size. A ViT-B/16 MAE with decoder in the official
@@ -38,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 
 # ---- peak RSS of a process tree --------------------------------------------------------------------
-def _tree_rss_kb(pid: int) -> int:
-    """Sum of VmRSS of ``pid`` and its descendants (kB), read from /proc."""
+def _tree_memory_kb(pid: int) -> tuple[int, int]:
+    """``(RSS, PSS)`` of ``pid`` and its descendants, summed (kB), from /proc. RSS counts a page shared by a
+    DataLoader worker and its parent (fork, copy-on-write) in both; PSS splits it among its sharers, so
+    the PSS sum is the memory the tree really holds."""
     parents: dict[int, int] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -53,27 +56,31 @@ def _tree_rss_kb(pid: int) -> int:
         kids = [c for c, pp in parents.items() if pp == p and c not in tree]
         tree.update(kids)
         frontier.extend(kids)
-    total = 0
+    rss = pss = 0
     for p in tree:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             continue
-    return total
+    return rss, pss
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """``(wall s, peak tree RSS MiB, stdout)`` of ``cmd``; raises when it fails."""
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
+    """``(wall s, peak tree RSS MiB, peak tree PSS MiB, stdout)`` of ``cmd``; raises when it fails."""
     proc = subprocess.Popen(cmd, cwd=ROOT, env=(os.environ | {"PYTHONPATH": str(ROOT)} | (env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, done = 0, threading.Event()
+    peak_rss = peak_pss = 0
+    done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak_rss, peak_pss
         while not done.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid))
+            rss, pss = _tree_memory_kb(proc.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(0.05)
 
     t0 = time.perf_counter()
@@ -85,7 +92,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return wall, peak / 1024, out
+    return wall, peak_rss / 1024, peak_pss / 1024, out
 
 
 # ---- generated image folders -----------------------------------------------------------------------
@@ -119,17 +126,21 @@ def part_rss(sizes: list[int], workdir: Path) -> None:
         folder = make_folder(workdir / f"folder_{n}", n)
         cmd = [sys.executable, "-m", "cli.main", "eval", "--model", "default", "--data", str(folder), "--split",
                "train", "--json", "--accelerator", "cpu"]
-        wall, peak, out = run_measured(cmd)
+        wall, rss, pss, out = run_measured(cmd)
         result = json.loads(out.strip().splitlines()[-1])
-        rows.append((n, result["n"], wall, peak))
-        print(f"  {n} images: {result['n']} decoded in {wall:.1f} s, peak RSS {peak:.0f} MiB", file=sys.stderr)
-    print("| images in the folder | train images decoded | wall s | peak RSS of the process tree (MiB) |")
-    print("|---|---|---|---|")
-    for n, decoded, wall, peak in rows:
-        print(f"| {n:,} | {decoded:,} | {wall:.1f} | {peak:.0f} |")
-    ratio = rows[-1][3] / rows[0][3]
-    print(f"peak RSS ratio {rows[-1][0]:,} / {rows[0][0]:,} images: {ratio:.3f} (target <= 1.20: "
-          f"{'met' if ratio <= 1.2 else 'missed'}); workers: {os.environ.get('MAE_DATA_WORKERS', 'default')}")
+        rows.append((n, result["n"], wall, rss, pss))
+        print(f"  {n} images: {result['n']} decoded in {wall:.1f} s, peak RSS {rss:.0f} MiB, PSS {pss:.0f} MiB",
+              file=sys.stderr)
+    print("| images in the folder | train images decoded | wall s | peak RSS of the process tree (MiB) "
+          "| peak PSS of the tree (MiB) |")
+    print("|---|---|---|---|---|")
+    for n, decoded, wall, rss, pss in rows:
+        print(f"| {n:,} | {decoded:,} | {wall:.1f} | {rss:.0f} | {pss:.0f} |")
+    for what, i in (("RSS", 3), ("PSS", 4)):
+        ratio = rows[-1][i] / rows[0][i]
+        print(f"peak {what} ratio {rows[-1][0]:,} / {rows[0][0]:,} images: {ratio:.3f} (target <= 1.20: "
+              f"{'met' if ratio <= 1.2 else 'missed'})")
+    print(f"DataLoader workers: {os.environ.get('MAE_DATA_WORKERS') or 'default (cores - 1)'}")
 
 
 # ---- ViT-B end to end ------------------------------------------------------------------------------
@@ -158,25 +169,25 @@ def part_vitb(workdir: Path, accelerator: str) -> None:
     ft = workdir / "vitb_ft"
     cmd = [sys.executable, "-m", "cli.main", "finetune", "--init", str(ckpt), "--data", str(data), "--out", str(ft),
            "--epochs", "1", "--max-steps", "3", "--batch-size", "8", "--accelerator", accelerator, "--no-progress"]
-    stages.append(("maec finetune (3 steps, batch 8)", *run_measured(cmd)[:2]))
+    stages.append(("maec finetune (3 steps, batch 8)", *run_measured(cmd)[:3]))
     results = workdir / "vitb_results"
     cmd = [sys.executable, "run_search.py", "--budget", budget, "--model", str(ft / "model.safetensors"),
            "--data", str(data), "--trials", "3", "--results-dir", str(results), "--study-name", "vitb",
            "--no-teacher-check", "--no-progress", "--accelerator", accelerator, *VITB_KNOBS]
-    stages.append((f"run_search.py --budget {budget} --trials 3", *run_measured(cmd)[:2]))
+    stages.append((f"run_search.py --budget {budget} --trials 3", *run_measured(cmd)[:3]))
     winner = results / "vitb" / "winner.json"
     w = json.loads(winner.read_text())
     deploy = workdir / "vitb_deploy"
     cmd = [sys.executable, "-m", "cli.main", "apply", str(winner), "--out", str(deploy), "--force", "--rounds", "1",
            "--limit", "16", "--accelerator", accelerator]
-    stages.append(("maec apply winner.json (rebuild, ONNX, int8, timing)", *run_measured(cmd)[:2]))
+    stages.append(("maec apply winner.json (rebuild, ONNX, int8, timing)", *run_measured(cmd)[:3]))
     report = json.loads((deploy / "report.json").read_text())
     print(f"ViT-B/16 MAE (official layout, random weights) on a 3-class folder in the ImageNet layout "
           f"(240 train/, 60 val/ images, 256x320); accelerator {accelerator}; search knobs: {' '.join(VITB_KNOBS)}")
-    print("| stage | wall s | peak RSS (MiB) |")
-    print("|---|---|---|")
-    for name, wall, peak in stages:
-        print(f"| {name} | {wall:.0f} | {peak:.0f} |")
+    print("| stage | wall s | peak RSS of the process tree (MiB) | peak PSS (MiB) |")
+    print("|---|---|---|---|")
+    for name, wall, rss, pss in stages:
+        print(f"| {name} | {wall:.0f} | {rss:.0f} | {pss:.0f} |")
     print(f"teacher predicted {teacher_ms:.0f} ms on the default profile, budget {budget}, winner predicted "
           f"{w['metrics']['latency_ms']:.0f} ms; maec apply rebuilt it: ONNX speed-up on this host "
           f"{report['onnx_latency_ms']['speedup']:.2f}x, params {report['params']['original']:,} -> "
@@ -187,10 +198,10 @@ def part_throughput() -> None:
     import torch
 
     from mae.accelerator import resolve_accelerator
+    from mae.data import ImageSplit
     from mae.model import create_model
     from spaces.config import DistillConfig
     from toolkit.distill import recover
-    from mae.data import ImageSplit
 
     accels = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print("| accelerator | precision | recovery steps/s (ViT-B/16, batch 8, 224 px) | images/s |")
