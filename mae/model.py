@@ -357,29 +357,11 @@ def describe(model: ViTEncoder, name: str = "") -> ModelShape:
     )
 
 
-def create_model(name: str, kind: Literal["classifier", "mae"] = "classifier", *, checkpoint: str | None = None,
-                 **overrides) -> nn.Module:
-    """Build a preset by name (see ``MODEL_PRESETS``); ``overrides`` change ``ViTArch`` fields.
-
-    ``checkpoint``: weights for it (ours, the official MAE layout or a timm state dict, see
-    :func:`mae.loaders.load_checkpoint`), whose architecture must be the preset's (input config aside);
-    the model comes back in eval mode with the checkpoint's kind (a full MAE when it has a decoder).
-    """
+def create_model(name: str, kind: Literal["classifier", "mae"] = "classifier", **overrides) -> nn.Module:
+    """Build a preset by name (see ``MODEL_PRESETS``); ``overrides`` change ``ViTArch`` fields. With
+    weights from a checkpoint: :func:`mae.registry.create_model`."""
     if name not in MODEL_PRESETS:
         raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(MODEL_PRESETS))}")
     drop_path = overrides.pop("drop_path", 0.0)
     arch = MODEL_PRESETS[name].with_(**overrides)
-    if checkpoint is not None:
-        from mae.checkpoints import CheckpointError
-        from mae.loaders import load_checkpoint  # the loaders build on this module
-
-        loaded = load_checkpoint(checkpoint)
-        shape_of = {"mean", "std", "crop_pct", "num_classes", "global_pool", "norm_pix_loss", "layer_norm_eps"}
-        diff = [k for k in ViTArch.__dataclass_fields__ if k not in shape_of
-                and getattr(loaded.arch, k) != getattr(arch, k)
-                and not (k.startswith("decoder_") and not isinstance(loaded, MaskedAutoencoder))]
-        if diff:
-            raise CheckpointError(f"{checkpoint} is not a {name}: its {diff[0]} is {getattr(loaded.arch, diff[0])}, "
-                                  f"the preset's {getattr(arch, diff[0])}")
-        return loaded
     return MaskedAutoencoder(arch) if kind == "mae" else MAEClassifier(arch, drop_path=drop_path)
