@@ -36,6 +36,14 @@ from torch import nn
 from spaces.shape import mergeable_tokens
 
 
+def static_dim(x: torch.Tensor, dim: int) -> int:
+    """``x.shape[dim]`` as a Python int, also while the ONNX exporter traces: token counts and widths
+    are then graph constants (only the batch stays dynamic). Traced as a shape computation instead, the
+    token count after a merge is unknown to ONNX Runtime's shape inference, so it could not plan the
+    later blocks as it plans a plain model's."""
+    return int(x.shape[dim])
+
+
 def merge_r(block: nn.Module) -> int:
     """Tokens ``block`` merges after its attention (0: none)."""
     return int(getattr(block, "merge_r", 0) or 0)
@@ -58,7 +66,7 @@ def size_bias(size: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | N
 def head_mean_keys(qkv_out: torch.Tensor, attn: nn.Module) -> torch.Tensor:
     """The matching metric from a ``qkv`` Linear's output ``[N, T, 3 * attn_dim]``: the keys (after
     ``k_norm``, as timm's attention uses them) averaged over heads, ``[N, T, head_dim]``."""
-    n, t, _ = qkv_out.shape
+    n, t = qkv_out.shape[0], static_dim(qkv_out, 1)
     k = qkv_out.reshape(n, t, 3, attn.num_heads, attn.head_dim)[:, :, 1]     # [N, T, H, hd]
     return attn.k_norm(k).mean(dim=2)
 
@@ -92,7 +100,7 @@ class MergingBlock(Block):
         """``x: [N, T, D]`` -> ``[N, T, D]`` (no ``state``) or ``[N, T - r, D]`` (``state`` updated)."""
         if state is None:
             return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
-        t = x.shape[1]
+        t = static_dim(x, 1)
         r = min(merge_r(self), mergeable_tokens(t))
         if _has_attention(self):
             qkv_out: list[torch.Tensor] = []
@@ -120,10 +128,10 @@ def bipartite_merge_index(metric: torch.Tensor, r: int) -> torch.Tensor:
     Kept A tokens come first in their original order, then the B tokens in theirs; a merged A token
     maps to the position of its most similar B token.
     """
-    n, t, _ = metric.shape
+    n, t = metric.shape[0], static_dim(metric, 1)
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     a, b = metric[:, 0::2], metric[:, 1::2]                         # [N, ceil(T/2), C], [N, floor(T/2), C]
-    na, nb = a.shape[1], b.shape[1]
+    na, nb = static_dim(a, 1), static_dim(b, 1)
     scores = a @ b.transpose(-1, -2)                                # [N, na, nb]
     # protect the class token: the lowest possible score, so it is never among the r merged
     protect = torch.zeros(na, 1, dtype=scores.dtype, device=scores.device)
@@ -145,7 +153,7 @@ def merge_tokens(x: torch.Tensor, size: torch.Tensor, index: torch.Tensor, t_out
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Size-weighted merge: ``x: [N, T, D]``, ``size: [N, T, 1]``, ``index: [N, T]`` -> ``x [N, t_out, D]``,
     ``size [N, t_out, 1]``."""
-    n, _, d = x.shape
+    n, d = x.shape[0], static_dim(x, 2)
     new_size = size.new_zeros(n, t_out, 1).scatter_add(1, index.unsqueeze(-1), size)
     summed = x.new_zeros(n, t_out, d).scatter_add(1, index.unsqueeze(-1).expand(-1, -1, d), x * size)
     return summed / new_size, new_size
@@ -154,8 +162,8 @@ def merge_tokens(x: torch.Tensor, size: torch.Tensor, index: torch.Tensor, t_out
 def run_merging_blocks(blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
     """The encoder's blocks (:class:`MergingBlock`) on ``x: [N, T0, D]`` with token merging; returns
     the unmerged ``[N, T0, D]``."""
-    n, t0, _ = x.shape
+    n, t0 = x.shape[0], static_dim(x, 1)
     state = MergeState(size=None, source=torch.arange(t0, device=x.device).expand(n, -1))
     for blk in blocks:
         x = blk(x, state=state)
-    return x.gather(1, state.source.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+    return x.gather(1, state.source.unsqueeze(-1).expand(-1, -1, static_dim(x, 2)))
