@@ -106,8 +106,8 @@ def make_folder(root: Path, n: int, classes: int = 10, size: tuple[int, int] = (
     base = root / split if split else root
     if base.is_dir() and sum(1 for _ in base.rglob("*.jpg")) == n:
         return root
-    rng = np.random.default_rng(seed)
-    colours = rng.integers(30, 225, (classes, 3))
+    rng = np.random.default_rng(seed)  # the images' noise and rectangles
+    colours = np.random.default_rng(1234).integers(30, 225, (classes, 3))  # the classes: the same in every split
     h, w = size
     for i in range(n):
         c = i % classes
@@ -188,8 +188,13 @@ def part_vitb(workdir: Path, accelerator: str) -> None:
     print("|---|---|---|---|")
     for name, wall, rss, pss in stages:
         print(f"| {name} | {wall:.0f} | {rss:.0f} | {pss:.0f} |")
+    ft_metrics = json.loads((ft / "metrics.json").read_text())
+    print(f"fine-tuned classifier: val top-1 {ft_metrics['val_top1']:.3f}, test top-1 {ft_metrics['test_top1']:.3f} "
+          "(the classes differ by mean colour: a few steps suffice)")
     print(f"teacher predicted {teacher_ms:.0f} ms on the default profile, budget {budget}, winner predicted "
-          f"{w['metrics']['latency_ms']:.0f} ms; maec apply rebuilt it: ONNX speed-up on this host "
+          f"{w['metrics']['latency_ms']:.0f} ms, winner test top-1 {w['metrics']['test_accuracy']:.3f} (teacher "
+          f"{w['metrics']['teacher_test_accuracy']:.3f}); maec apply rebuilt it: top-1 {report['after']['top1']:.3f} "
+          f"(ONNX {report['after']['onnx_top1']:.3f}) on {report['n']} test images, ONNX speed-up on this host "
           f"{report['onnx_latency_ms']['speedup']:.2f}x, params {report['params']['original']:,} -> "
           f"{report['params']['compressed']:,}")
 
