@@ -4,8 +4,9 @@ The names are :data:`mae.model.MODEL_PRESETS` (the embedded models, the official
 ViT-L/16); each preset's ``ViTArch`` carries its input config (size, channels, per-channel mean/std,
 crop, classes). A ``checkpoint`` -- ours, facebookresearch/mae's layout with or without decoder, or a
 timm state dict (:func:`mae.loaders.load_checkpoint`) -- must have the preset's architecture (input
-config, head and pooling aside). timm's own models come by ``timm:NAME`` through
-:mod:`toolkit.model_spec`. A module of its own because the loaders build on :mod:`mae.model`.
+config, head and pooling aside). ``timm:NAME`` names timm's ViTs (converted to our modules, with timm's
+``pretrained_cfg`` as input config); a checkpoint then holds the weights. A module of its own because the
+loaders build on :mod:`mae.model`.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Literal
 
 from torch import nn
 
-from mae.checkpoints import CheckpointError
-from mae.loaders import load_checkpoint
+from mae.checkpoints import CheckpointError, load_weights_strict
+from mae.loaders import load_checkpoint, load_timm
 from mae.model import MODEL_PRESETS, MaskedAutoencoder, ViTArch
 from mae.model import create_model as create_preset
 
@@ -26,6 +27,11 @@ def create_model(name: str, kind: Literal["classifier", "mae"] = "classifier", *
                  **overrides) -> nn.Module:
     """The preset ``name`` (random weights), or with ``checkpoint``'s weights (eval mode; a full MAE
     when the checkpoint has a decoder). CheckpointError names the first field that differs."""
+    if name.startswith("timm:"):
+        model = load_timm(name[len("timm:"):])
+        if checkpoint is not None:
+            load_weights_strict(model, load_checkpoint(checkpoint).state_dict(), f"{checkpoint} is not a {name}")
+        return model
     if checkpoint is None:
         return create_preset(name, kind, **overrides)
     if name not in MODEL_PRESETS:

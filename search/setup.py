@@ -127,7 +127,8 @@ def check_teacher(teacher: nn.Module, evaluator: TaskEvaluator, val: ImageSplit,
         raise SettingsError(
             f"the model scores {score:.3f} top-1 on {n} validation images of {settings.data}, about chance for "
             f"{len(val.classes)} classes: it was not trained for this data; fine-tune it on these images first "
-            "and pass that checkpoint with --model (or --no-teacher-check to search it anyway)")
+            f"(maec finetune --init MAE_CHECKPOINT --data {settings.data} --out runs/ft) and pass "
+            "runs/ft/model.safetensors with --model (or --no-teacher-check to search it anyway)")
     return score
 
 
@@ -147,7 +148,8 @@ def build_setup(settings: SearchSettings) -> SearchSetup:
                           limits={"train": settings.limit_train, "val": settings.limit_val})
     if not is_mae and len(splits["train"].classes) != arch.num_classes:
         raise SettingsError(f"the data has {len(splits['train'].classes)} classes, the model's head has "
-                            f"{arch.num_classes}: fine-tune the model on this data first (python -m mae.train)")
+                            f"{arch.num_classes}: fine-tune an MAE on this data first (maec finetune --init MAE_CHECKPOINT "
+                            f"--data {settings.data} --out runs/ft) and pass runs/ft/model.safetensors with --model")
     if settings.progress:
         print(f"data {settings.data}: {describe_splits(splits)}")
         print(f"recovery and scoring on {settings.accelerator}{' in bf16' if settings.bf16 else ' in fp32'}")

@@ -100,3 +100,10 @@ def test_create_model_with_a_checkpoint_checks_the_preset(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), mae.state_dict().values(), strict=True))
     with pytest.raises(CheckpointError, match="is not a mae_vit_tiny_p4_28: its patch_size is 7"):
         create_with_weights("mae_vit_tiny_p4_28", checkpoint=str(tmp_path / "ours.safetensors"))
+
+
+def test_the_registry_names_timm_vits_with_their_input_config():
+    from mae.registry import create_model as create_with_weights
+
+    m = create_with_weights("timm:vit_tiny_patch16_224")
+    assert m.arch.img_size == 224 and m.arch.input_mean == (0.5, 0.5, 0.5)  # timm's pretrained_cfg for it
