@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from imagekit import write_image_folder
 
 from mae.data import (
     DatasetError,
@@ -73,11 +73,7 @@ def test_batches_are_normalised(fashion_mnist):
 
 
 def test_image_folder_and_resizing(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (tmp_path / cls).mkdir()
-        for i in range(10):
-            Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    write_image_folder(tmp_path, {"": 10}, size=(20, 30))
     splits = load_image_folder(tmp_path, img_size=16, in_chans=3)
     assert sum(len(s) for s in splits.values()) == 20 and splits["train"].classes == ("cat", "dog")
     assert splits["train"].images.shape[1:] == (3, 16, 16)
@@ -85,17 +81,6 @@ def test_image_folder_and_resizing(tmp_path):
     assert gray.images.shape[1:] == (1, 8, 8) and gray.images.dtype == torch.uint8
     with pytest.raises(DatasetError, match="does not exist"):
         load_image_folder(tmp_path / "nope", 16)
-
-
-def _folder(root, splits: dict[str, int], classes=("cat", "dog")) -> None:
-    """``root/<split>/<class>/<i>.png`` (``split`` "" for the flat layout), ``n`` images per class."""
-    rng = np.random.default_rng(0)
-    for split, n in splits.items():
-        for cls in classes:
-            d = root / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / f"{i}.png")
 
 
 @pytest.mark.parametrize("layout, sizes, origins", [
@@ -106,7 +91,7 @@ def _folder(root, splits: dict[str, int], classes=("cat", "dog")) -> None:
     ({"": 10}, {"train": 16, "val": 2, "test": 2}, ("80%", "a seeded 10%", "another seeded 10%")),
 ])
 def test_every_folder_layout_gives_train_val_and_test(tmp_path, layout, sizes, origins):
-    _folder(tmp_path, layout)
+    write_image_folder(tmp_path, layout)
     splits = load_image_folder(tmp_path, img_size=8, in_chans=3)
     assert {k: len(v) for k, v in splits.items()} == sizes
     for name, origin in zip(("train", "val", "test"), origins):
@@ -119,7 +104,7 @@ def test_every_folder_layout_gives_train_val_and_test(tmp_path, layout, sizes, o
 
 
 def test_split_folders_with_other_classes_are_refused(tmp_path):
-    _folder(tmp_path, {"train": 2})
-    _folder(tmp_path, {"val": 2}, classes=("cat", "cow"))
+    write_image_folder(tmp_path, {"train": 2})
+    write_image_folder(tmp_path, {"val": 2}, classes=("cat", "cow"))
     with pytest.raises(DatasetError, match="every split needs the same class folders"):
         load_image_folder(tmp_path, img_size=8)

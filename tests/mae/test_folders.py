@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from imagekit import write_image_folder
 from PIL import Image
 
 from mae.data import IMAGENET_MEAN, IMAGENET_STD, iterate_batches, load_dataset, load_image_folder
@@ -31,11 +32,7 @@ def test_a_wide_image_is_resized_on_its_short_side_and_centre_cropped(tmp_path):
 
 
 def test_batches_are_the_same_with_and_without_workers(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (tmp_path / cls).mkdir()
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 255, (20, 26, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    write_image_folder(tmp_path, {"": 12}, classes=("a", "b"), size=(20, 26))
     split = load_image_folder(tmp_path, img_size=16, in_chans=3)["train"]
     assert isinstance(split.images, FolderImages) and split.images.shape == (len(split), 3, 16, 16)
     order = [torch.tensor([3, 1, 4]), torch.tensor([0, 2]), torch.tensor([5, 6, 7])]
