@@ -76,19 +76,25 @@ def load_weights_strict(model: nn.Module, tensors: dict[str, torch.Tensor], fail
     model.load_state_dict(tensors)
 
 
-def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
-    """Copy the encoder of an MAE checkpoint at ``path`` into ``classifier`` (head and norms stay new).
+ENCODER_SKIP = ("mask_token", "decoder_", "norm.", "fc_norm.", "head.")  # what fine-tuning makes new
 
-    Raises CheckpointError when keys or shapes do not match the classifier's encoder.
+
+def load_encoder_state(classifier: MAEClassifier, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy the encoder weights in ``tensors`` (an MAE's or a classifier's state dict, any key layout
+    :mod:`mae.loaders` produces) into ``classifier``; its head and norms stay new.
+
+    Raises CheckpointError, naming ``source``, when keys or shapes do not match the classifier's encoder.
     """
-    tensors, _ = read_safetensors(path)
-    skip = ("mask_token", "decoder_", "norm.", "fc_norm.", "head.")
-    encoder = {k: v for k, v in tensors.items() if not k.startswith(skip)}
+    encoder = {k: v for k, v in tensors.items() if not k.startswith(ENCODER_SKIP)}
     own = classifier.state_dict()
-    missing = [k for k in own if not k.startswith(skip) and k not in encoder]
+    missing = [k for k in own if not k.startswith(ENCODER_SKIP) and k not in encoder]
     wrong = [k for k, v in encoder.items() if k in own and own[k].shape != v.shape]
     if missing or wrong:
         what = f"lacks {missing[0]}" if missing else f"has {wrong[0]} of another shape"
-        raise CheckpointError(f"{path} does not fit this model's encoder: it {what}")
+        raise CheckpointError(f"{source} does not fit this model's encoder: it {what}")
     classifier.load_state_dict(encoder, strict=False)
 
+
+def load_encoder_into(classifier: MAEClassifier, path: str | Path) -> None:
+    """Copy the encoder of our MAE checkpoint at ``path`` into ``classifier`` (:func:`load_encoder_state`)."""
+    load_encoder_state(classifier, read_safetensors(path)[0], str(path))

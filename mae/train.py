@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from core.errors import UserError
 from core.files import write_atomic
 from mae.accelerator import ACCELERATORS, autocast, put, resolve_accelerator
-from mae.checkpoints import CheckpointError, load_encoder_into, save_model
+from mae.checkpoints import load_encoder_into, load_encoder_state, save_model
 from mae.data import describe_splits, iterate_batches, load_dataset
 from mae.loaders import load_checkpoint
 from mae.metrics import reconstruction_mse, top1_accuracy
@@ -63,37 +63,30 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> l
 
 
 DEFAULT_PRESET = "mae_vit_tiny_p4_28"
-ENCODER_SKIP = ("mask_token", "decoder_", "norm.", "fc_norm.", "head.")  # what fine-tuning makes new
 
 
-def classifier_from_checkpoint(path: str, num_classes: int, drop_path: float) -> MAEClassifier:
-    """A classifier with the architecture and input config of the MAE checkpoint at ``path`` (any layout
-    :func:`mae.loaders.load_checkpoint` reads), its encoder weights, average pooling with ``fc_norm``
-    (MAE's fine-tuning recipe) and a new head for ``num_classes``."""
-    source = load_checkpoint(path)
+def classifier_from_checkpoint(source: nn.Module, num_classes: int, drop_path: float, name: str) -> MAEClassifier:
+    """A classifier with the architecture and input config of ``source`` (an MAE or classifier loaded by
+    :func:`mae.loaders.load_checkpoint` from ``name``), its encoder weights, average pooling with
+    ``fc_norm`` (MAE's fine-tuning recipe) and a new head for ``num_classes``."""
     arch: ViTArch = source.arch.with_(num_classes=num_classes, global_pool="avg")
     model = MAEClassifier(arch, drop_path=drop_path)
-    encoder = {k: v for k, v in source.state_dict().items() if not k.startswith(ENCODER_SKIP)}
-    missing = [k for k in model.state_dict() if not k.startswith(ENCODER_SKIP) and k not in encoder]
-    if missing:
-        raise CheckpointError(f"{path} does not fit this model's encoder: it lacks {missing[0]}")
-    model.load_state_dict(encoder, strict=False)  # head and fc_norm keep their fresh (MAE fine-tuning) init
+    load_encoder_state(model, source.state_dict(), name)  # head and fc_norm keep their fresh init
     return model
 
 
 def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, dict]:
     """The model a recipe trains and the data splits fitted to its input (size, statistics, crop)."""
     pretrain = args.recipe == "pretrain"
-    if pretrain or args.init == "random" or args.preset:
-        base = create_model(args.preset or DEFAULT_PRESET).arch
-    else:
-        base = load_checkpoint(args.init).arch  # its input config decides how the images are prepared
+    # an --init checkpoint without --preset decides the architecture and how the images are prepared
+    source = None if pretrain or args.init == "random" or args.preset else load_checkpoint(args.init)
+    base = source.arch if source is not None else create_model(args.preset or DEFAULT_PRESET).arch
     splits = load_dataset(args.data, data_dir=args.data_dir, **base.data_kwargs())
     classes = len(splits["train"].classes)
     if pretrain:
         return create_model(args.preset or DEFAULT_PRESET, kind="mae", norm_pix_loss=args.norm_pix_loss), splits
-    if args.init != "random" and not args.preset:
-        return classifier_from_checkpoint(args.init, classes, args.drop_path), splits
+    if source is not None:
+        return classifier_from_checkpoint(source, classes, args.drop_path, args.init), splits
     model = create_model(args.preset or DEFAULT_PRESET, kind="classifier", drop_path=args.drop_path,
                          num_classes=classes)
     if args.init != "random":
