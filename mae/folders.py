@@ -72,22 +72,23 @@ class FolderImages:
 
     def __getitem__(self, idx: torch.Tensor | Sequence[int] | slice) -> torch.Tensor:
         """``uint8 [B, C, S, S]`` of the images at ``idx`` (decoded in this process)."""
-        if isinstance(idx, slice):
-            idx = range(len(self.paths))[idx]
-        ids = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)
+        ids = self._ids(idx)
         if not ids:
             return torch.empty(0, self.in_chans, self.img_size, self.img_size, dtype=torch.uint8)
-        return torch.stack([self.decode(int(i)) for i in ids])
+        return torch.stack([self.decode(i) for i in ids])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return (self.decode(i) for i in range(len(self.paths)))
 
     def take(self, idx: torch.Tensor | Sequence[int] | slice) -> FolderImages:
         """The subset at ``idx`` (no decoding)."""
+        return replace(self, paths=tuple(self.paths[i] for i in self._ids(idx)))
+
+    def _ids(self, idx: torch.Tensor | Sequence[int] | slice) -> list[int]:
+        """Image positions of an index (tensor, sequence or slice) as Python ints."""
         if isinstance(idx, slice):
-            return replace(self, paths=self.paths[idx])
-        ids = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)
-        return replace(self, paths=tuple(self.paths[int(i)] for i in ids))
+            return list(range(len(self.paths))[idx])
+        return [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
 
     def resized(self, img_size: int, in_chans: int, crop_pct: float) -> FolderImages:
         return replace(self, img_size=img_size, in_chans=in_chans, crop_pct=crop_pct)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from mae.accelerator import autocast, cpu_has_fast_bf16, put  # noqa: F401  (re-exported: mae.train)
+from mae.accelerator import autocast, put
 from mae.data import ImageSplit, iterate_batches
 
 

@@ -75,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
     rows = predictor.breakdown_ms(shape, config, **kw)
     total = predictor.predict_ms(shape, config, **kw)
     dev = predictor.device
+    task = args.task or ("reconstruct" if shape.is_mae else "classify")
+    tokens = _tokens_per_block(shape, config, task, args.mask_ratio)
     if args.json:
         print(json.dumps({
             "model": args.model, "config": args.config, "device": dev.name, "threads": dev.threads,
-            "confidence": dev.confidence, "task": args.task or ("reconstruct" if shape.is_mae else "classify"),
+            "confidence": dev.confidence, "task": task,
             "latency_ms": round(total, 4), "call_ms": round(predictor.call_ms, 4),
             "macs": sum(op.macs for op in ops), "weights": sum(op.params for op in ops),
-            "tokens_per_block": _tokens_per_block(shape, config, args.task or ("reconstruct" if shape.is_mae
-                                                                            else "classify"), args.mask_ratio),
+            "tokens_per_block": tokens,
             "ops": [{**r.to_dict(), "shape": _dims(op)} for r, op in zip(rows, ops)]}, indent=1))
         return 0
     print(f"{args.model}{' + ' + args.config if args.config else ' (uncompressed)'} on {dev.name} "
@@ -95,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'runtime call overhead':28s} {'':9s} {'':26s} {'':9s} {'':12s} {'':7s} {predictor.call_ms:8.3f}")
     print(f"total: {sum(op.params for op in ops):,.0f} weights in Linears, {sum(op.macs for op in ops):,.0f} MACs, "
           f"predicted latency {total:.2f} ms")
-    tokens = _tokens_per_block(shape, config, args.task or ("reconstruct" if shape.is_mae else "classify"),
-                               args.mask_ratio)
     if config is not None and any(b.merge_tokens for b in config.blocks):
         print(f"tokens per encoder block (attention / MLP): {' '.join(tokens)} -- token merging")
     if any(r.kernel != r.dtype for r in rows):
