@@ -40,6 +40,24 @@ def run_one(results: Path, budget: str, seed: int, name: str, techniques: str, t
             "merges": [b.get("merge_tokens", 0) for b in w["config"]["blocks"]]}
 
 
+def share_summary(study_dir: Path, budget: str) -> str:
+    """``share: n trials, best feasible cheap score`` of a with-tokens study, read from its storage."""
+    import optuna
+
+    from search.budget import parse_budget_ms
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'study.db'}")
+    by_share: dict[float, list[float]] = {}
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            share = t.user_attrs.get("merge_used", t.params.get("merge", 0.0))
+            feasible = t.values[1] <= parse_budget_ms(budget)
+            by_share.setdefault(share, []).append(t.values[0] if feasible else float("nan"))
+    return "; ".join(f"{share:g}: {len(v)} trials, best {max((x for x in v if x == x), default=float('nan')):.3f}"
+                     for share, v in sorted(by_share.items()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", default="10ms")
@@ -71,6 +89,10 @@ def main() -> int:
         diffs.append(d)
         print(f"| {seed} | {100 * row['default']['test']:.2f} | {100 * row['with tokens']['test']:.2f} | {d:+.2f} | "
               f"{row['with tokens']['merges']} |")
+    print("\nwith tokens, per merge share actually used (merge_used when a share fell back): trials, best cheap "
+          "validation accuracy within the budget")
+    for seed, _ in rows:
+        print(f"  seed {seed}: {share_summary(results / f'tome-{args.budget}-with-tokens-s{seed}', args.budget)}")
     if diffs:
         mean = sum(diffs) / len(diffs)
         print(f"mean difference {mean:+.2f} points over {len(diffs)} seeds (range {min(diffs):+.2f} .. {max(diffs):+.2f}); "

@@ -1,0 +1,65 @@
+"""Issue 16 diagnostic: what ONNX Runtime runs for a token-merging model (benchmarks/README.md section 13).
+
+Prints, for the shipped classifier plain and merging 1/16 of its tokens per block, the nodes of block 1 in
+ONNX Runtime's optimised graph, against the nodes of one ``merge_item`` micro-benchmark copy (what the
+predictor's merge operator is fitted on); and the token dimension ONNX shape inference (data propagation
+on) gives the MLP of block 2: a number when the export writes token counts as constants
+(``mae.tome.static_dim``), a symbol when they are shape arithmetic.
+
+    python benchmarks/tome_graph.py            # seconds
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+
+from evaluators.latency.measure.bench_modules import Merges, export_module  # noqa: E402
+from mae.model import create_model, describe  # noqa: E402
+from spaces.config import CompressionConfig  # noqa: E402
+from spaces.space import merge_schedule  # noqa: E402
+from toolkit.export import export_onnx  # noqa: E402
+from toolkit.tokens import apply_token_merging  # noqa: E402
+
+
+def optimised(path: Path) -> onnx.GraphProto:
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return onnx.load(so.optimized_model_filepath).graph
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = create_model("mae_vit_tiny_p4_28").eval()
+        ident = CompressionConfig.identity(describe(model))
+        export_onnx(model, tmp / "plain.onnx")
+        apply_token_merging(model, replace(ident, blocks=merge_schedule(ident.blocks, 0.0625, 50)))
+        export_onnx(model, tmp / "merge.onnx")
+        export_module(Merges(1, 50, 3), (torch.randn(1, 50, 192), torch.randn(1, 3, 50, 64)), tmp / "item.onnx",
+                      ["x0", "k0"])
+        counts = {}
+        for name in ("plain", "merge", "item"):
+            graph = optimised(tmp / f"{name}.onnx")
+            counts[name] = len(graph.node) if name == "item" else sum(n.name.startswith("/blocks.1/") for n in graph.node)
+        print(f"ONNX Runtime's optimised graph: block 1 plain {counts['plain']} nodes, merging {counts['merge']} "
+              f"(+{counts['merge'] - counts['plain']}); one merge_item copy {counts['item']} nodes")
+        inferred = onnx.shape_inference.infer_shapes(onnx.load(str(tmp / "merge.onnx")), data_prop=True)
+        dims = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+        fc1 = next(n for n in inferred.graph.node if n.name.startswith("/blocks.2/mlp/fc1/MatMul"))
+        print(f"token dimension of block 2's MLP input after two merges, as shape inference sees it: "
+              f"{dims[fc1.output[0]][1]} (expected 41)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
