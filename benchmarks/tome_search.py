@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def share_summary(study_dir: Path, budget: str) -> str:
             share = t.user_attrs.get("merge_used", t.params.get("merge", 0.0))
             feasible = t.values[1] <= parse_budget_ms(budget)
             by_share.setdefault(share, []).append(t.values[0] if feasible else float("nan"))
-    return "; ".join(f"{share:g}: {len(v)} trials, best {max((x for x in v if x == x), default=float('nan')):.3f}"
+    return "; ".join(f"{share:g}: {len(v)} trials, best {max((x for x in v if not math.isnan(x)), default=float('nan')):.3f}"
                      for share, v in sorted(by_share.items()))
 
 
