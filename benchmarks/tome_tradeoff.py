@@ -27,7 +27,9 @@ import optuna  # noqa: E402
 
 from evaluators.accuracy import TaskEvaluator  # noqa: E402
 from evaluators.latency.measure.host import compare_latency_ms  # noqa: E402
-from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
+from evaluators.latency.measure.items import spec_ops  # noqa: E402
+from evaluators.latency.measure.op_items import block_item, merging_block_item  # noqa: E402
+from evaluators.latency.measure.ort_timing import machine_summary, time_interleaved_ms  # noqa: E402
 from evaluators.latency.predict.predictor import LatencyPredictor  # noqa: E402
 from mae.data import load_dataset  # noqa: E402
 from mae.model import describe  # noqa: E402
@@ -70,6 +72,8 @@ def main() -> int:
     ap.add_argument("--recover-steps", type=int, default=100)
     ap.add_argument("--latency-only", action="store_true",
                     help="skip the accuracy columns (they do not depend on the ONNX export): time and predict only")
+    ap.add_argument("--context", action="store_true",
+                    help="also time merging blocks in their block context, without a model around them (~1 min)")
     ap.add_argument("--shares", default="0.0625,0.125,0.25")
     ap.add_argument("--timm", default="vit_tiny_patch16_224")
     ap.add_argument("--host-profile", default="results/latency/host-ort-1t.json",
@@ -138,7 +142,31 @@ def main() -> int:
             meas, pred = ttimed[name]
             print(f"| {name} | {device.predict_ms(tshape, cfg):.1f} | {meas:.2f} | {pred:.2f} | "
                   f"{100 * (pred / meas - 1):+.1f}% |")
+    if args.context:
+        context_table(host)
     return 0
+
+
+CONTEXT_CHAINS = ((50, 192, 3, 768, (6, 12)), (197, 192, 3, 768, (24, 48)), (65, 128, 4, 512, (16,)))
+
+
+def context_table(host: LatencyPredictor, blocks: int = 4) -> None:
+    """Merging in its block context, without the rest of a model: ``blocks`` chained timm blocks against
+    the same blocks merging r tokens each (``op_items.merging_block_item``), timed interleaved and
+    predicted by the host profile from the predictor's own decomposition of each chain."""
+    items = []
+    for t, d, h, m, merges in CONTEXT_CHAINS:
+        items += [block_item(t, d, h, m, r=blocks)] + [merging_block_item(t, d, h, m, r, r=blocks) for r in merges]
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {it.bench: (Path(tmp) / f"{i}.onnx", it.build(Path(tmp) / f"{i}.onnx")) for i, it in enumerate(items)}
+        timed = time_interleaved_ms(models, threads=1, rounds=5, repeats=60, warmup=10)
+    print(f"\nmerging in block context ({blocks} chained blocks, no stem or head; host profile):")
+    print("| chain | host measured ms | host predicted ms | error |")
+    print("|---|---|---|---|")
+    for it in items:
+        pred = host.call_ms + sum(host.op_ms(op) * n for op, n in spec_ops(it.spec))
+        meas = timed[it.bench]["latency_ms"]
+        print(f"| {it.bench} | {meas:.3f} | {pred:.3f} | {100 * (pred / meas - 1):+.1f}% |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ exported glue (reshapes, casts, fusions) is the same. Imported only when a bench
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -131,6 +132,26 @@ class Merges(nn.Module):
             source = index.gather(1, self.source.expand(x.shape[0], -1))
             outs += [merged, size, source]
         return tuple(outs)
+
+
+class MergingChain(nn.Module):
+    """``r`` ``mae.tome.MergingBlock``s (timm's block, as ``mae.model`` builds it) each merging ``merge``
+    tokens, run by ``mae.tome.run_merging_blocks`` (output unmerged to ``[B, T0, D]``)."""
+
+    def __init__(self, dim: int, heads: int, mlp: int, r: int, merge: int):
+        super().__init__()
+        from mae.tome import MergingBlock
+
+        self.blocks = nn.ModuleList(MergingBlock(dim, heads, mlp_ratio=mlp / dim, qkv_bias=True,
+                                                 norm_layer=functools.partial(nn.LayerNorm, eps=1e-6))
+                                    for _ in range(r))
+        for blk in self.blocks:
+            blk.merge_r = merge
+
+    def forward(self, x):
+        from mae.tome import run_merging_blocks
+
+        return run_merging_blocks(self.blocks, x)
 
 
 def export_module(module, args: tuple, path: Path, input_names: list[str]) -> None:

@@ -20,7 +20,7 @@ from evaluators.latency.measure import bench_modules
 from evaluators.latency.measure.items import BenchItem, onnx_inputs
 from evaluators.latency.predict.ops import Op, block_ops
 from spaces.config import LINEARS, BlockConfig
-from spaces.shape import BlockShape
+from spaces.shape import BlockShape, token_flow
 from toolkit.export import quantize_onnx
 
 SPAN_BYTES = 4e6  # default weight span of a row: above the L2 of Pi-class boards (1 MB) and most phones
@@ -186,6 +186,32 @@ def merge_item(tokens: int, dim: int, heads: int, head_dim: int, merge: int, r: 
 
     return BenchItem(f"merge_t{tokens}_d{dim}_h{heads}x{head_dim}_r{merge}", "op",
                      {"ops": [[op.to_dict(), r]], "io": (2 * r - 1) + (3 * r - 1)}, build)
+
+
+def merging_block_item(tokens: int, dim: int, heads: int, mlp: int, merge: int, r: int = 4) -> BenchItem:
+    """R ``mae.tome.MergingBlock``s in a row, each merging ``merge`` tokens (clamped as the model clamps
+    them), then the unmerge gather: token merging in its block context. There the matching reads its keys
+    off the ``qkv`` output, later attentions add ``log(size)`` to their scores and the Linears after a
+    merge run on fewer tokens, none of which an isolated merge (:func:`merge_item`) sees. The spec is the
+    predictor's own decomposition (``ops.block_ops`` along ``spaces.shape.token_flow``)."""
+    shape = BlockShape(dim, heads, dim // heads, mlp)
+    cfg = BlockConfig(heads=heads, mlp_hidden=mlp)
+    counts: dict[Op, int] = {}
+    for i, (t_in, m) in enumerate(token_flow(tokens, [merge] * r)):
+        for op in block_ops(f"b{i}", shape, cfg, t_in, 1, 32, merge=m, sized=t_in < tokens):
+            counts[op] = counts.get(op, 0) + 1
+    unmerge = Op("unmerge", "mask", elems=tokens * dim)
+    counts[unmerge] = counts.get(unmerge, 0) + 1
+    ops = [[op.to_dict(), n] for op, n in counts.items()]
+
+    def build(path: Path) -> list[dict]:
+
+        torch.manual_seed(0)
+        bench_modules.export_module(bench_modules.MergingChain(dim, heads, mlp, r, merge), (torch.randn(1, tokens, dim),),
+                                    path, ["x"])
+        return onnx_inputs(["x"], [(1, tokens, dim)])
+
+    return BenchItem(f"mergeblocks_t{tokens}_d{dim}_h{heads}_m{mlp}_r{merge}x{r}", "op", {"ops": ops, "io": 0}, build)
 
 
 MERGE_SHAPES = ((50, 192, 3, 64), (25, 192, 3, 64), (17, 64, 2, 32), (65, 128, 4, 32), (197, 384, 6, 64),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators.latency.measure.items import spec_ops
-from evaluators.latency.measure.op_items import block_item
+from evaluators.latency.measure.op_items import block_item, merging_block_item
 from evaluators.latency.measure.ort_timing import time_ms
 
 
@@ -33,3 +33,21 @@ def test_block_item_lists_every_operator_of_its_blocks_and_runs(tmp_path, bits):
 def test_block_item_refuses_a_width_that_heads_do_not_divide():
     with pytest.raises(ValueError, match="not a multiple of heads"):
         block_item(tokens=5, dim=16, heads=3, mlp=32)
+
+
+def test_merging_block_item_lists_the_token_flow_and_its_graph_unmerges(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    item = merging_block_item(tokens=9, dim=16, heads=2, mlp=32, merge=3, r=3)
+    ops = [(op, n) for op, n in spec_ops(item.spec)]
+    merges = sorted((op.m for op, _ in ops if op.kind == "merge"), reverse=True)
+    assert merges == [9, 6, 4]  # 9 -> 6 -> 4 -> 3: merges after the first are clamped as the model clamps them
+    fc1 = sorted((op.m for op, _ in ops if op.name.endswith("fc1")), reverse=True)
+    assert fc1 == [6, 4, 3]  # each MLP runs on the tokens left after its block's merge
+    assert len([op for op, _ in ops if op.name.endswith("size_bias")]) == 2  # the blocks after a merge
+    assert [op.elems for op, _ in ops if op.name == "unmerge"] == [9 * 16]
+    inputs = item.build(tmp_path / "m.onnx")
+    out = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": np.ones((1, 9, 16), np.float32)})[0]
+    assert out.shape == (1, 9, 16)  # unmerged to every original token
+    assert inputs == [{"name": "x", "shape": [1, 9, 16]}]
