@@ -10,8 +10,10 @@ validation used, rebuilt from ../shared/arm-latency as ``python -m evaluators.la
   cross-check (n=1; the baselines' k from the same HAT training rows, x the 1-thread factor at 1 thread).
   Baselines: latency = k x MACs and k x Linear weights, k by least squares on relative error
   (:func:`evaluators.latency.fit.fit.proportional_baseline`); the affine a + k x MACs of ``hat_fit`` in the notes.
-* Other devices: whole-model ncnn anchors only; the anchor is recomputed from the ncnn rows, nothing is
-  held out, and a baseline fitted to rows of a single model has nothing to be scored on.
+* Cortex-A76 profiles: whole ViTs measured on a phone A76 (qed-usc/mobile-ml-benchmark), each model family
+  held out in turn; the baselines k x MACs and k x Linear weights fitted on the same split.
+* Cortex-X phones: the Pi 5 profile x their ncnn ViT-B/32 ratio, recomputed; nothing is held out, and a
+  baseline fitted to rows of a single model has nothing to be scored on.
 
 Cells: held-out MAPE / share within ±10% (n). "recorded" compares the recomputed figures with the
 profile's ``validation``. Cheap: reads CSVs and fits a few least-squares problems (seconds).
@@ -27,11 +29,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluators.latency.derive.build import ANCHORS, PI4_NCNN, _ncnn_rows
+from evaluators.latency.derive.build import PI4_NCNN, _ncnn_rows
+from evaluators.latency.derive.vit_anchored import (
+    FAMILIES,
+    FAST_DEVICES,
+    _to_ort_at_ref,
+    fit_rows,
+    heldout_family,
+    runtime_factors,
+)
 from evaluators.latency.fit.fit import metrics, proportional_baseline
 from evaluators.latency.fit.hat_fit import fit_hat
-from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops
-from evaluators.latency.measure.ort_timing import machine_summary  # noqa: E402
+from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops, read_ncnn_vit
+from evaluators.latency.fit.whole_model import read_rows
+from evaluators.latency.measure.ort_timing import machine_summary
 from evaluators.latency.predict.ops import total_macs
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
@@ -93,32 +104,58 @@ def pi4_rows(prof: DeviceProfile, cache: dict) -> list[Row]:
     return [hat, ncnn]
 
 
-def anchored_row(prof: DeviceProfile) -> Row:
-    """Whole-model anchors only: recompute the anchor (and the boards' spread) from the ncnn rows."""
+def _lofo_baseline(rows, f, size) -> dict:
+    """latency = k x size(model), k by least squares on relative error over the other families' rows, each
+    family held out in turn (the split of ``vit_anchored.heldout_family``)."""
+    import numpy as np
+
+    pred, meas = [], []
+    for pat in FAMILIES.values():
+        train = [r for r in rows if not pat.search(r.model)]
+        x = np.array([size(r.shape) for r in train])
+        y = np.array([r.latency_ms * _to_ort_at_ref(r, f) for r in train])
+        k = float((x / y).sum() / ((x / y) ** 2).sum())  # argmin sum (k x / y - 1)^2
+        for r in rows:
+            if pat.search(r.model):
+                pred.append(k * size(r.shape))
+                meas.append(r.latency_ms * _to_ort_at_ref(r, f))
+    return metrics(pred, meas)
+
+
+def vit_row(prof: DeviceProfile, cache: dict) -> Row:
+    """A76 profiles fitted on whole ViTs: each model family held out, recomputed, against k x MACs / params."""
+    from evaluators.latency.predict.ops import decompose
+    from evaluators.latency.predict.profile import load_profile
+
+    if "vit" not in cache:
+        rows = read_rows()
+        fit, f = fit_rows(rows), runtime_factors(rows)
+        held, _ = heldout_family(load_profile("rpi4-a72-ort-1t"), fit, f)
+        macs = _lofo_baseline(fit, f, lambda sh: total_macs(decompose(sh)))
+        params = _lofo_baseline(fit, f, lambda sh: sum(op.params for op in decompose(sh)))
+        cache["vit"] = (len(fit), held, macs, params)
+    n, held, macs, params = cache["vit"]
+    recorded = "same" if same(held, prof.validation.get("heldout_family")) else "DIFFERS"
+    c25 = lambda m: cell(m) + f", ±25% {100 * m['within_25pct']:.0f}%"
+    return (prof.name, f"{n} whole ViTs on one A76 core (qed), each family (DeiT / ViT / ViT-MSN) held out",
+            c25(held), recorded, c25(macs), c25(params),
+            "times brought to ORT at 2.4 GHz (runtime factors, clock); the device's clock / threads on top")
+
+
+def fast_row(prof: DeviceProfile) -> Row:
+    """Phones with Cortex-X cores: the Pi 5 profile x their ncnn ViT-B/32 ratio, recomputed."""
     v = prof.validation
     stem = prof.name.rsplit("-ort-", 1)[0]
-    spec = next((a for a in ANCHORS if a[0] == stem), None)
-    if spec is None:
-        return (prof.name, "?", "cannot recompute: no ANCHORS entry", "", "", "", "")
-    _, _, _, section, exclude, ps, _ = spec
-    rows = _ncnn_rows(section, exclude, ps, prof.threads, None)
-    anchor = statistics.median(r.avg_ms for r in rows)
-    rec_lines = [r["line"] for r in v.get("ncnn_rows", [])]
-    ok = anchor == v.get("anchor_ms") and [r.line for r in rows] == rec_lines
-    recorded = "same" if ok else f"DIFFERS: recorded anchor {v.get('anchor_ms')} ms, lines {rec_lines}"
-    n = len(rows)
-    if n > 1:
-        spread = metrics([anchor] * n, [r.avg_ms for r in rows])
-        ok_s = same(spread, v.get("anchor_spread"))
-        ours = (f"anchors only, n={n}: boards vs median anchor {cell(spread)} (in-sample, not held out)"
-                + ("" if ok_s else " [spread DIFFERS from recorded]"))
-    else:
-        ours = "anchors only, n=1: no held-out rows"
-    why = f"not fitted (*): {n} row{'s' if n > 1 else ''}, all of one model"
-    return (prof.name, f"ncnn ViT-B/32 @384, {prof.threads} thread(s), powersave {ps}: "
-            + ", ".join(f"{r.avg_ms:.0f} ms" for r in rows), ours, recorded, why, why,
-            f"ViT-B/32 ORT prediction {v.get('vit_b32_predicted_ms')} ms = Pi 4 ratio by construction "
-            "(after undoing ncnn's fp16)")
+    section = next(sec for st, _, _, sec in FAST_DEVICES if st == stem)
+    mine = [r for r in read_ncnn_vit() if section in r.device and r.threads == prof.threads]
+    ref = [r for r in read_ncnn_vit() if "Raspberry Pi 5 Broadcom BCM2712, Cortex-A76" in r.device
+           and "Overclock" not in r.device and r.threads == prof.threads]
+    k = statistics.median(r.avg_ms for r in mine) / statistics.median(r.avg_ms for r in ref)
+    recorded = "same" if round(k, 4) == v.get("ncnn_ratio_to_rpi5") else f"DIFFERS: recorded {v.get('ncnn_ratio_to_rpi5')}"
+    why = "not fitted (*): one model"
+    return (prof.name, f"ncnn ViT-B/32 @384, {prof.threads} thread(s): " + ", ".join(f"{r.avg_ms:.0f} ms" for r in mine),
+            f"ratio to the Pi 5 {k:.3f}, n={len(mine)}: nothing held out", recorded, why, why,
+            "the A76's term shares assumed for this core")
 
 
 def table(rows: list[Row]) -> str:
@@ -140,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         v = prof.validation
         if "hat" in v and "ncnn_cross_check" in v:
             rows += pi4_rows(prof, cache)
+        elif "heldout_family" in v:
+            rows.append(vit_row(prof, cache))
         elif v.get("anchor_only"):
-            rows.append(anchored_row(prof))
+            rows.append(fast_row(prof))
         else:
             rows.append((prof.name, "?", "unknown validation layout: not recomputed", "", "", "", ""))
     print(table(rows))
-    print("\n(*) Anchored profiles: every row is ViT-B/32 @384 under ncnn, so k·MACs and k·params are one scale "
+    print("\n(*) Cortex-X profiles: every row is ViT-B/32 @384 under ncnn, so k·MACs and k·params are one scale "
           "factor, as ours is, fitted to the anchor itself; no row is left to score any of them on.")
     return 1 if any(r[3].startswith("DIFFERS") for r in rows) else 0
 

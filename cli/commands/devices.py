@@ -28,10 +28,14 @@ def _figures(v: dict) -> str:
         parts.append(f"ncnn ViT-B/32 cross-check: predicted {x['predicted_ms']:.0f} ms / measured "
                      f"{x['ncnn_measured_ms']:.0f} ms = {x['ratio_predicted_over_ncnn']:.2f}"
                      + ("" if x.get("independent", True) else " (not independent: the thread factor uses it)"))
+    fam = v.get("heldout_family")
+    if fam:
+        parts.append(f"whole ViTs, each model family held out: MAPE {100 * fam['mape']:.1f}%, "
+                     f"{100 * fam['within_25pct']:.0f}% within ±25% (n={fam['n']})")
+    if v.get("size_scaling"):
+        parts.append("size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in v["size_scaling"]))
     if v.get("anchor_only"):
-        spread = v.get("anchor_spread")
-        parts.append("anchored on whole-model ncnn time(s) only, no held-out rows" + (
-            f"; {spread['n']} boards scatter {100 * spread['mape']:.0f}% (MAPE) around the median" if spread else ""))
+        parts.append("relative to the Pi 5 by ncnn ViT-B/32 times only, no held-out rows")
     d = v.get("default_model")
     if d:
         parts.append(f"default model {d['predicted_ms']:.1f} ms")
@@ -53,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         for a in p.assumptions:  # the priors (int8 / fp16 from CNN data, int4 assumed) are part of the figures
             print(f"    assumption: {a}")
         if args.verbose:
+            for c in p.validation.get("size_scaling", []):
+                print(f"    size scaling (held-out fits): {c['models']}: predicted {c['predicted']}, measured "
+                      f"{c['measured']} ({100 * c['error']:+.1f}%)")
+            for name, f in p.validation.get("runtime_factors", {}).items():
+                print(f"    runtime factor {name}: {f['median']} (range {f['range'][0]}-{f['range'][1]}, "
+                      f"{f['pairs']} same-model pairs, {f['source']})")
             for x in p.provenance:
                 where = "@".join(s for s in (x.get("repo", x.get("source", "")), x.get("commit", "")[:12]) if s)
                 print(f"    source: {where} {x.get('file', '')}: {x.get('rows_used', '')} -> {x.get('use', '')}")

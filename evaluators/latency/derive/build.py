@@ -19,18 +19,18 @@ ONNX Runtime on the Pi 4's Cortex-A72 cores.
 5. Cross-check: the ncnn ViT-B/32 at 384 px on the Pi 4, predicted / measured (another runtime on
    the same CPU model, at 1.8 GHz where HAT's board clock is not recorded).
 
-Other devices (lower confidence, whole-model anchors only): the Pi 4 profile of the same thread count
-with every term scaled by one factor, the ratio of that device's ncnn ViT-B/32 time to the Pi 4's,
-after undoing ncnn's automatic fp16 arithmetic on ARMv8.2 cores with Paddle-Lite's fp16/fp32 ratio.
+Other devices: :mod:`evaluators.latency.derive.vit_anchored` -- the Cortex-A76 boards and phones fitted on
+measured whole ViTs of a phone A76 (three term groups of the Pi 4 profile rescaled, held out by model
+family), the Cortex-X phones relative to the Pi 5 by their ncnn ViT-B/32 times.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 from evaluators.latency.derive import priors
+from evaluators.latency.derive.vit_anchored import build_vit_anchored
 from evaluators.latency.fit.hat_fit import TRANSFERRED, HatFit, fit_hat, hat_provenance
 from evaluators.latency.fit.sources import (
     NCNN_COMMIT,
@@ -49,21 +49,6 @@ from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 GEMM_KINDS = ("linear", "conv", "attention")
 PI4_NCNN = "Raspberry Pi 4 Model B"
 DEFAULT_MODEL = "mae_vit_tiny_p4_28"
-
-# (profile stem, device, cpu, ncnn section must contain, must not contain, powersave, Paddle core for fp16)
-ANCHORS = (
-    ("rpi5-a76", "Raspberry Pi 5", "4x Cortex-A76 @ 2.4 GHz (BCM2712)", "Raspberry Pi 5 Broadcom BCM2712, Cortex-A76",
-     "Overclock", 0, "Cortex-A76"),
-    ("snapdragon-855plus", "Snapdragon 855+ phone (OnePlus 7T), big cores",
-     "1x Kryo 485 Gold 2.96 GHz + 3x 2.42 GHz (Cortex-A76 class)", "Snapdragon 855+", "", 2, "Cortex-A76"),
-    ("snapdragon-8gen2", "Snapdragon 8 Gen 2 phone, big cores", "Cortex-X3 3.2 GHz + 2x A715 + 2x A710 2.8 GHz",
-     "Snapdragon 8 Gen 2", "", 2, "Cortex-A77"),
-    ("dimensity-9300", "MediaTek Dimensity 9300 phone, big cores", "Cortex-X4 3.25 GHz + 3x X4 2.85 GHz",
-     "Dimensity 9300", "", 2, "Cortex-A77"),
-    ("rk3588-a76", "Rockchip RK3588 / RK3588S boards, A76 cluster", "4x Cortex-A76 @ 2.4 GHz", "RK3588", "", 2,
-     "Cortex-A76"),
-)
-
 
 def _ref() -> dict:
     if not priors.HOST_REFERENCE:
@@ -203,56 +188,9 @@ def _assumptions(threads: int, thread_f: float, int8_ratio: float) -> list[str]:
     return a
 
 
-def build_anchored(rpi4: dict[int, DeviceProfile], root: Path | None = None) -> list[DeviceProfile]:
-    """Lower-confidence profiles of other ARM devices from their ncnn ViT-B/32 times (module docstring)."""
-    vit = ncnn_vit_ops()
-    out = []
-    for stem, device, cpu, section, exclude, ps, fp16_core in ANCHORS:
-        fp16 = paddle_ratios(fp16_core, root)["fp16"]
-        for threads, base in sorted(rpi4.items()):
-            rows = _ncnn_rows(section, exclude, ps, threads, root)
-            if not rows:
-                continue
-            pi4 = _ncnn_rows(PI4_NCNN, "", 0, threads, root)[0]
-            anchor = statistics.median(r.avg_ms for r in rows)
-            scale = (anchor / fp16["ratio"]) / pi4.avg_ms
-            core = {k: {f: v * scale for f, v in d.items()} for k, d in base.core.items()}
-            op_us = {k: v * scale for k, v in base.overhead["op_us"].items()}
-            prof = DeviceProfile(
-                name=f"{stem}-ort-{threads}t", device=device, cpu=cpu,
-                runtime=f"ONNX Runtime CPU EP, exported model, {threads} intra-op thread(s)", threads=threads,
-                confidence="low", core=core,
-                overhead={"runtime": base.overhead["runtime"], "op_us": op_us, "call_us": base.overhead["call_us"] * scale},
-                provenance=[{"repo": NCNN_REPO, "commit": NCNN_COMMIT, "file": NCNN_FILE,
-                             "rows_used": "; ".join(f"'{r.device[:50]}' {r.avg_ms} ms (line {r.line})" for r in rows),
-                             "use": f"anchor: median {anchor} ms at {threads} thread(s), powersave {ps}"},
-                            {"repo": PADDLE_REPO, "commit": PADDLE_COMMIT, "file": PADDLE_FILE,
-                             "rows_used": f"{fp16_core} fp16 and fp32 of {', '.join(fp16['models'])}",
-                             "use": f"fp16/fp32 = {fp16['ratio']} to undo ncnn's automatic fp16 arithmetic (CNN prior)"},
-                            {"source": f"profile {base.name}", "use": f"every term x {scale:.4f}"}],
-                validation={}, assumptions=[
-                    ("only whole-model anchors exist for this device: one factor scales every term of the Pi 4 "
-                     "profile; per-operator shares are the A72's"),
-                    f"ncnn ran the ViT with fp16 arithmetic (ARMv8.2); fp32-equivalent time = ncnn / {fp16['ratio']}",
-                    "the Pi 4 profile's own assumptions apply"],
-                notes="Lower confidence: calibrate with `maec measure --export-kit` on the device to replace it.")
-            pred = _predict_ms(prof, vit)
-            val = {"anchor_only": True, "anchor_ms": anchor,
-                   "ncnn_rows": [{"ms": r.avg_ms, "line": r.line} for r in rows],
-                   "vit_b32_predicted_ms": round(pred, 2),
-                   "note": "ORT prediction / ncnn time is the Pi 4's ratio by construction; no held-out rows",
-                   "default_model": {"predicted_ms": round(default_model_ms(prof), 3)}}
-            if len(rows) > 1:  # sections of the same SoC: how far boards scatter around the median anchor
-                from evaluators.latency.fit.fit import metrics
-
-                val["anchor_spread"] = metrics([anchor] * len(rows), [r.avg_ms for r in rows])
-            out.append(DeviceProfile(**{**prof.to_dict(), "validation": val}))
-    return out
-
-
 def build_all(root: Path | None = None) -> list[DeviceProfile]:
     rpi4, _ = build_rpi4(root)
-    return rpi4 + build_anchored({p.threads: p for p in rpi4}, root)
+    return rpi4 + build_vit_anchored(next(p for p in rpi4 if p.threads == 1), root)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,12 +137,15 @@ def predict_samples(samples: list[Sample], coefs: dict[Column, float]) -> np.nda
 
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
-    """``mape`` and ``within_10pct`` as fractions, ``n`` rows, ``median_ratio`` predicted / measured."""
+    """``mape``, ``within_10pct`` and ``within_25pct`` as fractions, ``n`` rows, ``median_ratio`` predicted /
+    measured."""
     pred, meas = np.asarray(pred, float), np.asarray(meas, float)
     if len(meas) == 0:
-        return {"mape": float("nan"), "within_10pct": float("nan"), "n": 0, "median_ratio": float("nan")}
+        return {"mape": float("nan"), "within_10pct": float("nan"), "within_25pct": float("nan"), "n": 0,
+                "median_ratio": float("nan")}
     ape = np.abs(pred - meas) / meas
     return {"mape": round(float(ape.mean()), 6), "within_10pct": round(float((ape <= 0.10).mean()), 6),
+            "within_25pct": round(float((ape <= 0.25).mean()), 6),
             "n": len(meas), "median_ratio": round(float(np.median(pred / meas)), 6)}
 
 

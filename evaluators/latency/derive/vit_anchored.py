@@ -1,0 +1,232 @@
+"""Profiles of the Cortex-A76 devices and of the faster phone cores, anchored on measured whole ViTs.
+
+1. **The A76 core at one thread.** The Pi 4 one-thread profile's per-operator structure, its three term
+   groups (``gemm``, ``weights``, ``rest``: :mod:`evaluators.latency.fit.whole_model`) scaled by NNLS on
+   qed-usc/mobile-ml-benchmark's one-core A76 rows (Pixel 4, Kryo 485 prime 2.84 GHz and gold 2.32 GHz:
+   DeiT-T/S/B, ViT-B/16 and ViT-B/32 at 224 and 384 px, ViT-MSN-S/B; TFLite 2.15 and PyTorch Mobile 2.0,
+   fp32). Every row is brought to ONNX Runtime by a measured runtime factor (ORT over TFLite: LeViT rows
+   of EdgeTransformerPerf on a Jetson Orin, the Linear/attention models there; PyTorch Mobile over
+   TFLite: the qed rows themselves) and to a reference clock (time x GHz, an assumption the Pixel 4's
+   two A76 clusters check: ``clock_check`` in the validation).
+2. **Per device.** The clock of the core one thread runs on; at 4 threads the ``gemm`` and ``weights``
+   groups are divided by the ncnn ViT-B/32 one-thread / four-thread ratio measured on that device (or
+   its SoC), the ``rest`` is not sped up (as for the Pi 4).
+3. **Faster cores without such rows** (Cortex-X3 / X4 phones): the Pi 5 profile of the same thread count
+   x that device's ncnn ViT-B/32 time over the Pi 5's (same model, same runtime, both ARMv8.2 with
+   ncnn's fp16 arithmetic, so the fp16 factor cancels; the cores differ, so the A76's group shares are
+   an assumption there).
+4. **Validation** (in each profile, printed by ``benchmarks/latency_arm_validation.py``): every model
+   family left out of the fit in turn (DeiT / ViT / ViT-MSN) and predicted; the size-scaling ratios
+   (DeiT-S / DeiT-T, DeiT-B / DeiT-S, ViT-B/32 / ViT-B/16) from those held-out fits against the measured
+   ones; the device's own ncnn ViT-B/32 rows (another runtime: a ratio, no factor known).
+"""
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.latency.fit.fit import metrics
+from evaluators.latency.fit.sources import NCNN_COMMIT, NCNN_FILE, NCNN_REPO, read_ncnn_vit
+from evaluators.latency.fit.whole_model import (
+    DATA_CSV,
+    GROUPS,
+    WholeRow,
+    fit_group_scales,
+    read_rows,
+    runtime_factor,
+    scale_profile,
+    term_groups,
+)
+from evaluators.latency.predict.profile import DeviceProfile
+
+QED = "qed-usc/mobile-ml-benchmark"
+ETP = "YingkunZhou/EdgeTransformerPerf"
+REF_GHZ = 2.4  # the scales are fitted at this clock (the Pi 5's / RK3588's A76)
+FAMILIES = {"DeiT": re.compile(r"^deit-"), "ViT": re.compile(r"^vit-base"), "ViT-MSN": re.compile(r"^vit-msn")}
+SCALING = (("deit-small-distilled-patch16-224", "deit-tiny-distilled-patch16-224"),
+           ("deit-base-distilled-patch16-224", "deit-small-distilled-patch16-224"),
+           ("vit-base-patch32-224-in21k", "vit-base-patch16-224-in21k"))
+
+# (stem, device, cpu, 1-thread GHz, ncnn section for 1 thread, ncnn section(s) for 4 threads, extra stated)
+A76_DEVICES = (
+    ("rpi5-a76", "Raspberry Pi 5", "4x Cortex-A76 @ 2.4 GHz (BCM2712)", 2.4,
+     "Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", ("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76",)),
+    ("snapdragon-855plus", "Snapdragon 855+ phone (OnePlus 7T), big cores",
+     "1x Kryo 485 Gold 2.96 GHz + 3x 2.42 GHz (Cortex-A76 class)", 2.96, "Snapdragon 855+", ("Snapdragon 855+",)),
+    ("rk3588-a76", "Rockchip RK3588 / RK3588S boards, A76 cluster", "4x Cortex-A76 @ 2.4 GHz", 2.4,
+     "RK3588S", ("RK3588",)),
+)
+# (stem, device, cpu, ncnn section): ncnn relative to the Pi 5 at the same thread count
+FAST_DEVICES = (
+    ("snapdragon-8gen2", "Snapdragon 8 Gen 2 phone, big cores", "Cortex-X3 3.2 GHz + 2x A715 + 2x A710 2.8 GHz",
+     "Snapdragon 8 Gen 2"),
+    ("dimensity-9300", "MediaTek Dimensity 9300 phone, big cores", "Cortex-X4 3.25 GHz + 3x X4 2.85 GHz",
+     "Dimensity 9300"),
+)
+
+
+def fit_rows(rows: list[WholeRow]) -> list[WholeRow]:
+    """qed's one-core A76 rows of plain ViTs (fp32, TFLite or PyTorch Mobile)."""
+    return [r for r in rows if r.source == QED and r.core == "Cortex-A76" and r.threads == 1 and r.shape is not None
+            and r.dtype == "fp32" and r.runtime in ("tflite", "pytorch-mobile") and r.ghz]
+
+
+def runtime_factors(rows: list[WholeRow]) -> dict[str, dict]:
+    """Measured factors that bring a TFLite or PyTorch Mobile time to ONNX Runtime."""
+    ort_tfl = runtime_factor(rows, "ort", "tflite", models=re.compile("LeViT"))
+    ort_tfl_all = runtime_factor(rows, "ort", "tflite")
+    pt_tfl = runtime_factor([r for r in rows if r.source == QED], "pytorch-mobile", "tflite")
+    return {"ort/tflite": {**ort_tfl.to_dict(), "source": ETP, "spread_all_models": ort_tfl_all.to_dict()},
+            "pytorch-mobile/tflite": {**pt_tfl.to_dict(), "source": QED}}
+
+
+def _to_ort_at_ref(r: WholeRow, f: dict[str, dict]) -> float:
+    """The factor that turns a row's time into ONNX Runtime's at ``REF_GHZ``."""
+    rt = f["ort/tflite"]["median"] / (f["pytorch-mobile/tflite"]["median"] if r.runtime == "pytorch-mobile" else 1.0)
+    return rt * r.ghz / REF_GHZ
+
+
+def heldout_family(base: DeviceProfile, rows: list[WholeRow], f: dict) -> tuple[dict, dict]:
+    """Each family predicted by scales fitted without it: ``(metrics, {model: (pred, target)})``."""
+    pred, meas, per_model = [], [], {}
+    for pat in FAMILIES.values():
+        train = [r for r in rows if not pat.search(r.model)]
+        test = [r for r in rows if pat.search(r.model)]
+        s = fit_group_scales(base, train, [_to_ort_at_ref(r, f) for r in train])
+        for r in test:
+            p, y = float(term_groups(base, r.shape) @ s), r.latency_ms * _to_ort_at_ref(r, f)
+            pred.append(p)
+            meas.append(y)
+            per_model.setdefault(r.model, []).append((p, y))
+    return metrics(np.array(pred), np.array(meas)), per_model
+
+
+def scaling_checks(per_model: dict) -> list[dict]:
+    """Held-out predicted vs measured latency ratios of two models (medians over the rows' settings)."""
+    out = []
+    for a, b in SCALING:
+        if a in per_model and b in per_model:
+            pa, ya = (statistics.median(x[i] for x in per_model[a]) for i in (0, 1))
+            pb, yb = (statistics.median(x[i] for x in per_model[b]) for i in (0, 1))
+            out.append({"models": f"{a} / {b}", "predicted": round(pa / pb, 3), "measured": round(ya / yb, 3),
+                        "error": round((pa / pb) / (ya / yb) - 1, 4)})
+    return out
+
+
+def _ncnn(section: str, threads: int, root: Path | None) -> list:
+    return [r for r in read_ncnn_vit(root) if section in r.device and "Overclock" not in r.device
+            and r.threads == threads]
+
+
+def _thread_ratio(one: str, four: tuple[str, ...], root: Path | None) -> tuple[float, str]:
+    r1 = _ncnn(one, 1, root)
+    r4 = [r for s in four for r in _ncnn(s, 4, root)]
+    t1, t4 = statistics.median(r.avg_ms for r in r1), statistics.median(r.avg_ms for r in r4)
+    lines = ", ".join(f"line {r.line}" for r in r1 + r4)
+    return t1 / t4, f"ncnn ViT-B/32 1 thread {t1} ms / 4 threads {t4} ms ({lines})"
+
+
+def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Path = DATA_CSV) -> list[DeviceProfile]:
+    """The A76 and fast-core profiles (module docstring), each with its validation figures."""
+    rows = read_rows(csv)
+    fit = fit_rows(rows)
+    f = runtime_factors(rows)
+    factors = [_to_ort_at_ref(r, f) for r in fit]
+    scales = fit_group_scales(rpi4_1t, fit, factors)
+    pred = np.array([term_groups(rpi4_1t, r.shape) @ scales for r in fit])
+    target = np.array([r.latency_ms for r in fit]) * np.array(factors)
+    held, per_model = heldout_family(rpi4_1t, fit, f)
+    checks = scaling_checks(per_model)
+    clock = _clock_check(fit)
+    a76_validation = {"fit_rows": metrics(pred, target), "heldout_family": held, "size_scaling": checks,
+                      "clock_check": clock, "runtime_factors": f,
+                      "group_scales_vs_rpi4_1t": dict(zip(GROUPS, (round(float(s), 4) for s in scales)))}
+    ok = held["within_25pct"] >= 0.8 and all(abs(c["error"]) <= 0.15 for c in checks)
+    provenance = [
+        {"repo": QED, "commit": "40ba833a9ca560a3035a76a5c3da504082dec001", "file": "dataset/*_transformer_e2e.csv",
+         "rows_used": f"{len(fit)} one-core Cortex-A76 rows (Pixel 4 prime 2.84 / gold 2.32 GHz; "
+                      f"{', '.join(sorted({r.model for r in fit}))}) via {csv.name}",
+         "use": "NNLS scales of the gemm / weights / rest term groups; size-scaling checks"},
+        {"repo": ETP, "commit": "d17739efe50ac8d6bda4271eabfffcc13fdde6d5", "file": ".log/orin-cpu-*.log",
+         "rows_used": f"LeViT-128S/128/192/256 in ONNX Runtime and TFLite on one Orin core via {csv.name}",
+         "use": f"ORT / TFLite = {f['ort/tflite']['median']:.4f}"},
+        {"source": f"profile {rpi4_1t.name}", "use": "per-operator structure (term shares within each group)"}]
+    out = []
+    for stem, device, cpu, ghz, one, four in A76_DEVICES:
+        for threads in (4,) if stem == "rk3588-a76" else (1, 4):  # no one-thread ncnn row of an RK3588 board
+            s = scales * (REF_GHZ / ghz)
+            extra = []
+            if threads == 4:
+                ratio, rows_txt = _thread_ratio(one, four, root)
+                s = s / np.array([ratio, ratio, 1.0])
+                extra.append(f"4 threads: gemm and weights / {ratio:.4f} ({rows_txt}); rest not sped up")
+            mine = [r for sec in ((one,) if threads == 1 else four) for r in _ncnn(sec, threads, root)]
+            out.append(_profile(rpi4_1t, s, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation, mine))
+    pi5 = {p.threads: p for p in out if p.name.startswith("rpi5-a76")}
+    for stem, device, cpu, section in FAST_DEVICES:
+        for threads, base in sorted(pi5.items()):
+            mine, ref = _ncnn(section, threads, root), _ncnn("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", threads, root)
+            if not mine or not ref:
+                continue
+            k = statistics.median(r.avg_ms for r in mine) / statistics.median(r.avg_ms for r in ref)
+            prof = scale_profile(base, np.array([k, k, k]), name=f"{stem}-ort-{threads}t", device=device, cpu=cpu,
+                                 confidence="low")
+            val = {"anchor_only": True, "ncnn_ratio_to_rpi5": round(k, 4),
+                   "ncnn_rows": [{"ms": r.avg_ms, "line": r.line} for r in mine]}
+            out.append(_with(prof, provenance=[
+                {"repo": NCNN_REPO, "commit": NCNN_COMMIT, "file": NCNN_FILE,
+                 "rows_used": "; ".join(f"'{r.device[:50]}' {r.avg_ms} ms (line {r.line})" for r in mine + ref),
+                 "use": f"{device} / Raspberry Pi 5 at {threads} thread(s) = {k:.4f}"},
+                {"source": f"profile {base.name}", "use": f"every term x {k:.4f}"}],
+                assumptions=[(f"every term = {base.name} x {k:.4f}, the ncnn ViT-B/32 time ratio of the two devices "
+                              "(same model and runtime, both with ncnn's fp16 arithmetic): the A76's term shares are "
+                              "assumed for this core"), *(a for a in base.assumptions if not a.startswith("time scales with"))],
+                validation=val, notes="Low confidence: calibrate with `maec measure --export-kit` on the device."))
+    return out
+
+
+def _clock_check(fit: list[WholeRow]) -> dict:
+    """Time x GHz on the Pixel 4's prime (2.84) and gold (2.32) A76 for the same model and runtime."""
+    by = {}
+    for r in fit:
+        by.setdefault((r.model, r.runtime), {})[r.ghz] = r.latency_ms
+    ratios = [d[2.32] * 2.32 / (d[2.84] * 2.84) for d in by.values() if 2.32 in d and 2.84 in d]
+    return {"gold_over_prime_time_x_ghz_median": round(statistics.median(ratios), 4),
+            "range": [round(min(ratios), 4), round(max(ratios), 4)], "pairs": len(ratios)}
+
+
+def _with(prof: DeviceProfile, **fields) -> DeviceProfile:
+    return DeviceProfile(**{**prof.to_dict(), **fields})
+
+
+def _profile(base: DeviceProfile, s: np.ndarray, stem: str, device: str, cpu: str, threads: int, ghz: float,
+             provenance: list, extra: list[str], ok: bool, a76_validation: dict, ncnn_rows: list) -> DeviceProfile:
+    prof = scale_profile(base, s, name=f"{stem}-ort-{threads}t", device=device, cpu=cpu, threads=threads,
+                         runtime=f"ONNX Runtime CPU EP, exported model, {threads} intra-op thread(s)",
+                         confidence="medium" if ok else "low")
+    f = a76_validation["runtime_factors"]
+    assumptions = [
+        (f"the A76 core fitted on whole ViTs in TFLite / PyTorch Mobile, moved to ONNX Runtime by measured factors "
+         f"(ORT / TFLite {f['ort/tflite']['median']:.3f} on LeViT, range over all 29 Orin models "
+         f"{f['ort/tflite']['spread_all_models']['range'][0]:.2f}-{f['ort/tflite']['spread_all_models']['range'][1]:.2f}; "
+         f"PyTorch Mobile / TFLite {f['pytorch-mobile/tflite']['median']:.3f})"),
+        f"time scales with 1 / clock: fitted at {REF_GHZ} GHz, this device's core {ghz} GHz",
+        "int8 / int4 / fp16 Linears keep the Pi 4 profile's ratios to fp32 (no int8 ViT rows on an A76 used)",
+        *extra]
+    val = dict(a76_validation)
+    if ncnn_rows:
+        from evaluators.latency.fit.sources import ncnn_vit_ops
+        from evaluators.latency.predict.predictor import LatencyPredictor
+
+        pred = LatencyPredictor(prof).predict_ops_ms(ncnn_vit_ops())
+        meas = statistics.median(r.avg_ms for r in ncnn_rows)
+        val["ncnn_cross_check"] = {"model": "ViT-B/32 @ 384 (145 tokens)", "threads": threads, "predicted_ms": round(pred, 2),
+                                   "ncnn_measured_ms": meas, "ratio_predicted_over_ncnn": round(pred / meas, 4),
+                                   "independent": True, "lines": [r.line for r in ncnn_rows],
+                                   "note": "ncnn runs fp16 arithmetic here and its attention path is another "
+                                           "implementation: a ratio, no factor to ONNX Runtime is known"}
+    return _with(prof, provenance=provenance, assumptions=assumptions, validation=val,
+                 notes="Fitted on whole-ViT rows of a phone A76 (Pixel 4); validation: leave one model family out.")

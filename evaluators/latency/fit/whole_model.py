@@ -1,0 +1,199 @@
+"""Whole-model ARM measurements of plain ViTs (``evaluators/latency/data/arm_whole_model.csv``) as
+fitting and validation rows for the per-operator cost model.
+
+A row whose model is a plain ViT (DeiT, ViT, ViT-MSN at known sizes) is decomposed into the project's
+own operators (``predict.ops.decompose`` of its :class:`~spaces.shape.ModelShape`), and a profile's
+prediction of it is split into three term groups (:func:`term_groups`):
+
+* ``gemm``: the compute terms of the GEMM-like operators (``ns_per_mac`` of linear, attention, conv);
+* ``weights``: streaming their weights (``ns_per_weight``), the part that does not shrink with tokens;
+* ``rest``: everything that scales with tokens x width or is fixed per operator -- activations, softmax
+  scores, LayerNorm, GELU, adds, ``op_us`` and ``call_us``.
+
+Fitting one non-negative scale per group (:func:`fit_group_scales`, NNLS on relative errors) keeps a
+profile's per-operator structure and lets whole models say how the three trade off on a core: narrow
+models (DeiT-Tiny) are dominated by ``rest`` far more than wide ones, few-token models (ViT-B/32) by
+``weights``. That is the shape dependence a MAC count cannot express (DeiT-S / DeiT-T runs ~3.1x on an
+A76, its MACs 3.6x).
+
+Runtime transfer factors (:func:`runtime_factor`) come from rows where the same model ran in two
+runtimes on the same device, core set and thread count; they are medians with their range, never 1 by
+silence. Why our own code: the rows are the project's own CSV and the fit is three NNLS columns; no
+library models ViT latency from published whole-model rows.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.latency.fit.fit import nnls
+from evaluators.latency.predict.cost import FEATURES, feature_values, key_of
+from evaluators.latency.predict.ops import decompose
+from evaluators.latency.predict.profile import DeviceProfile
+from spaces.shape import BlockShape, ModelShape
+
+DATA_CSV = Path(__file__).resolve().parents[1] / "data" / "arm_whole_model.csv"
+GROUPS = ("gemm", "weights", "rest")
+GEMM_KINDS = frozenset({"linear", "attention", "conv"})
+
+# model name in the CSV -> (width, depth, heads, patch, image size); DeiT "distilled" models carry one
+# extra token (197 -> 198 at 224 px), half a percent of the work, not modelled
+_VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+_NAMED = {"ViT-Tiny": ("tiny", 16, 224), "ViT-B/32": ("base", 32, 384),
+          "CLIP ViT-B/32 image encoder": ("base", 32, 224)}
+
+
+def vit_shape(model: str, img_size: int | None = None) -> ModelShape | None:
+    """The :class:`ModelShape` of a plain-ViT row's model name (ImageNet head), or None for anything
+    else (hybrids, CNNs, detectors)."""
+    m = re.fullmatch(r"(?:deit|vit)-(tiny|small|base)(?:-distilled)?-patch(\d+)-(\d+)(?:-in21k)?", model)
+    if m:
+        size, patch, img = m.group(1), int(m.group(2)), int(m.group(3))
+    elif re.fullmatch(r"vit-msn-(small|base)", model):
+        size, patch, img = model.rsplit("-", 1)[1], 16, 224
+    elif model in _NAMED:
+        size, patch, img = _NAMED[model]
+        img = img_size or img
+    else:
+        return None
+    dim, depth, heads = _VIT_SIZES[size]
+    return ModelShape(name=model, img_size=img, patch_size=patch, in_chans=3, embed_dim=dim, num_classes=1000,
+                      blocks=tuple(BlockShape(dim, heads, dim // heads, 4 * dim) for _ in range(depth)))
+
+
+_CORE = (("Cortex-X4", "Cortex-X4"), ("Cortex-X1", "Cortex-X1"), ("Kryo 485 Prime", "Cortex-A76"), ("Kryo 485 big", "Cortex-A76"),
+         ("Kryo 485 Gold", "Cortex-A76"), ("Kryo 485 Silver", "Cortex-A55"), ("Kryo 360 Gold", "Cortex-A75"),
+         ("Kryo 360 Silver", "Cortex-A55"), ("Mongoose", "Samsung M4"), ("Cortex-A78AE", "Cortex-A78AE"),
+         ("Cortex-A76", "Cortex-A76"), ("Cortex-A75", "Cortex-A75"), ("Cortex-A72", "Cortex-A72"),
+         ("Cortex-A55", "Cortex-A55"), ("Cortex-A53", "Cortex-A53"), ("Neoverse-N2", "Neoverse-N2"))
+_RUNTIME = (("PyTorch Mobile", "pytorch-mobile"), ("TorchScript", "torchscript"), ("torch.compile", "inductor"),
+            ("TensorFlow Lite", "tflite"), ("TFLite", "tflite"), ("ONNX Runtime", "ort"), ("ncnn", "ncnn"),
+            ("ExecuTorch", "executorch"), ("Paddle-Lite", "paddle-lite"))
+
+
+def core_type(cpu_cores: str) -> str:
+    """The microarchitecture a row ran on, from its ``cpu_cores`` text ("" when mixed or unknown)."""
+    if len(re.findall(r"(?:^|; )\d+x ", cpu_cores)) > 1:  # several clusters in one run (1 prime + 1 gold core)
+        return ""
+    return next((core for key, core in _CORE if key in cpu_cores), "")
+
+
+def runtime_family(runtime: str) -> str:
+    return next((fam for key, fam in _RUNTIME if key in runtime), "other")
+
+
+@dataclass(frozen=True)
+class WholeRow:
+    """One measured whole-model latency, with what the fit needs to know about it."""
+
+    model: str
+    family: str
+    shape: ModelShape | None
+    source: str
+    device: str
+    core: str
+    ghz: float | None
+    threads: int | None
+    runtime: str
+    dtype: str
+    latency_ms: float
+
+    @property
+    def setting(self) -> tuple:
+        """Rows with the same setting ran on the same device, cores, threads, runtime and dtype."""
+        return (self.source, self.device, self.core, self.ghz, self.threads, self.runtime, self.dtype)
+
+
+def read_rows(path: Path = DATA_CSV) -> list[WholeRow]:
+    """Every batch-1 row of the CSV (``shape`` None where the model is not a plain ViT)."""
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["batch"] and r["batch"] != "1":
+                continue
+            ghz = re.search(r"@\s*([\d.]+)\s*GHz", r["cpu_cores"])
+            img = int(r["img_size"]) if r["img_size"].isdigit() else None
+            out.append(WholeRow(
+                model=r["model"], family=r["family"], shape=vit_shape(r["model"], img), source=r["source_repo"],
+                device=r["device"], core=core_type(r["cpu_cores"]), ghz=float(ghz.group(1)) if ghz else None,
+                threads=int(float(r["threads"])) if r["threads"] else None, runtime=runtime_family(r["runtime"]),
+                dtype=r["dtype"].split(" ")[0], latency_ms=float(r["latency_ms"])))
+    return out
+
+
+def term_groups(profile: DeviceProfile, shape: ModelShape) -> np.ndarray:
+    """``[gemm, weights, rest]`` ms of ``profile``'s fp32 prediction of ``shape`` (sums to it)."""
+    g = np.zeros(3)
+    for op in decompose(shape):
+        key = key_of(op)
+        coefs = profile.core[key]
+        for f, v in zip(FEATURES[op.kind], feature_values(op)):
+            t = coefs.get(f, 0.0) * v * 1e-6
+            g[0 if (op.kind in GEMM_KINDS and f == "ns_per_mac") else
+              1 if (op.kind in GEMM_KINDS and f == "ns_per_weight") else 2] += t
+        g[2] += profile.overhead["op_us"].get(key, 0.0) * 1e-3
+    g[2] += profile.overhead["call_us"] * 1e-3
+    return g
+
+
+def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list[float] | None = None) -> np.ndarray:
+    """Non-negative ``[gemm, weights, rest]`` scales so that ``profile`` scaled by them predicts each row's
+    latency times its factor (runtime, clock) with the least squared relative error."""
+    if not rows:
+        raise ValueError("no rows to fit group scales on")
+    x = np.array([term_groups(profile, r.shape) for r in rows])
+    y = np.array([r.latency_ms for r in rows]) * np.array(factors if factors is not None else [1.0] * len(rows))
+    return nnls(x / y[:, None], np.ones(len(rows)))
+
+
+def scale_profile(profile: DeviceProfile, scales: np.ndarray, **fields) -> DeviceProfile:
+    """``profile`` with every term of group g multiplied by ``scales[g]`` (other fields from ``fields``)."""
+    s_gemm, s_w, s_rest = (float(v) for v in scales)
+    core = {}
+    for key, coefs in profile.core.items():
+        gemm = key.split("/")[0] in GEMM_KINDS
+        core[key] = {f: v * (s_gemm if gemm and f == "ns_per_mac" else s_w if gemm and f == "ns_per_weight" else s_rest)
+                     for f, v in coefs.items()}
+    overhead = {**profile.overhead, "op_us": {k: v * s_rest for k, v in profile.overhead["op_us"].items()},
+                "call_us": profile.overhead["call_us"] * s_rest}
+    return replace(profile, core=core, overhead=overhead, **fields)
+
+
+@dataclass(frozen=True)
+class RuntimeFactor:
+    """``a`` over ``b``: the median latency ratio of the same model in two runtimes, its range and the
+    pairs it came from."""
+
+    a: str
+    b: str
+    median: float
+    low: float
+    high: float
+    n: int
+    models: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"runtimes": f"{self.a} / {self.b}", "median": round(self.median, 4), "range": [round(self.low, 4),
+                round(self.high, 4)], "pairs": self.n, "models": list(self.models)}
+
+
+def runtime_factor(rows: list[WholeRow], a: str, b: str, *, models: re.Pattern | None = None,
+                   dtype: str = "fp32") -> RuntimeFactor:
+    """Latency in runtime ``a`` over runtime ``b`` for the same model on the same device, cores and
+    threads (``models``: only model names it matches)."""
+    by: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r.dtype == dtype and r.runtime in (a, b) and (models is None or models.search(r.model)):
+            key = (r.source, r.device, r.core, r.ghz, r.threads, r.model)
+            by.setdefault(key, {}).setdefault(r.runtime, r.latency_ms)  # first row per runtime (C++ before Python)
+    pairs = [(k[-1], d[a] / d[b]) for k, d in by.items() if a in d and b in d]
+    if not pairs:
+        raise ValueError(f"no model ran in both {a} and {b}")
+    ratios = [p for _, p in pairs]
+    return RuntimeFactor(a, b, statistics.median(ratios), min(ratios), max(ratios), len(pairs),
+                         tuple(sorted({m for m, _ in pairs})))
