@@ -90,6 +90,12 @@ def main() -> int:
         sc = "; ".join(f"{_short(c['models'])} {c['predicted']:.2f} / {c['measured']:.2f} ({100 * c['error']:+.0f}%)"
                        for c in checks)
         print(f"| {label} | {len(cr)} | {', '.join(f'{s:.3f}' for s in scales)} | {fmt(held)} | {sc} |")
+    from evaluators.latency.predict.profile import load_profile as _load
+
+    i8 = _load("rpi5-a76-ort-1t").validation["int8"]
+    print(f"\nint8 Linears on the A76 (TFLite int8 rows, {i8['fit_rows']['n']}; fitted on the fp32 A76 fit, two scales "
+          f"{i8['scales_of_int8_terms']['ns_per_mac']:.3f} x compute, {i8['scales_of_int8_terms']['ns_per_weight']:.3f} x "
+          f"weights): each family held out {fmt(i8['heldout_family'])}")
     n = sum(h["n"] for h in held_all)
     share25 = sum(h["within_25pct"] * h["n"] for h in held_all) / n
     print(f"\nall core x runtime settings: {n} held-out rows, {100 * share25:.1f}% within ±25% (target >= 80%); "

@@ -32,6 +32,9 @@ def _figures(v: dict) -> str:
     if fam:
         parts.append(f"whole ViTs, each model family held out: MAPE {100 * fam['mape']:.1f}%, "
                      f"{100 * fam['within_25pct']:.0f}% within ±25% (n={fam['n']})")
+    i8 = v.get("int8", {}).get("heldout_family")
+    if i8:
+        parts.append(f"int8 ViTs held out: MAPE {100 * i8['mape']:.1f}%, {100 * i8['within_25pct']:.0f}% within ±25%")
     if v.get("size_scaling"):
         parts.append("size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in v["size_scaling"]))
     if v.get("anchor_only"):

@@ -35,12 +35,15 @@ from evaluators.latency.fit.whole_model import (
     GROUPS,
     WholeRow,
     fit_group_scales,
+    fit_int8_scales,
     read_rows,
     runtime_factor,
+    scale_int8,
     scale_profile,
     term_groups,
 )
 from evaluators.latency.predict.profile import DeviceProfile
+from spaces.config_presets import preset_config
 
 QED = "qed-usc/mobile-ml-benchmark"
 ETP = "YingkunZhou/EdgeTransformerPerf"
@@ -116,6 +119,40 @@ def scaling_checks(per_model: dict) -> list[dict]:
     return out
 
 
+def int8_rows(rows: list[WholeRow]) -> list[WholeRow]:
+    """qed's one-core A76 rows of the TFLite int8 ("quant") plain ViTs."""
+    return [r for r in rows if r.source == QED and r.core == "Cortex-A76" and r.threads == 1 and r.shape is not None
+            and r.dtype == "int8" and r.runtime == "tflite" and r.ghz]
+
+
+def _int8_config(shape):
+    return preset_config(shape, "int8")
+
+
+def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np.ndarray, dict]:
+    """Scales of the int8 Linears' compute and weight terms on ``a76_ref`` (the fp32-fitted A76 profile at
+    ``REF_GHZ``) from the int8 rows, and their validation: in-sample, and each model family held out."""
+    factors = [_to_ort_at_ref(r, f) for r in rows8]
+    k8 = fit_int8_scales(a76_ref, rows8, _int8_config, factors)
+
+    def predict(k: np.ndarray, r: WholeRow) -> float:
+        return float(term_groups(a76_ref, r.shape, _int8_config(r.shape), split_int8=True) @ np.r_[1.0, k])
+
+    target = [r.latency_ms * x for r, x in zip(rows8, factors)]
+    pred_held, meas_held = [], []
+    for pat in FAMILIES.values():
+        train = [(r, x) for r, x in zip(rows8, factors) if not pat.search(r.model)]
+        test = [(r, x) for r, x in zip(rows8, factors) if pat.search(r.model)]
+        if not test or not train:
+            continue
+        k = fit_int8_scales(a76_ref, [r for r, _ in train], _int8_config, [x for _, x in train])
+        pred_held += [predict(k, r) for r, _ in test]
+        meas_held += [r.latency_ms * x for r, x in test]
+    return k8, {"fit_rows": metrics([predict(k8, r) for r in rows8], target),
+                "heldout_family": metrics(pred_held, meas_held),
+                "scales_of_int8_terms": {"ns_per_mac": round(float(k8[0]), 4), "ns_per_weight": round(float(k8[1]), 4)}}
+
+
 def _ncnn(section: str, threads: int, root: Path | None) -> list:
     return [r for r in read_ncnn_vit(root) if section in r.device and "Overclock" not in r.device
             and r.threads == threads]
@@ -144,6 +181,8 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
     a76_validation = {"fit_rows": metrics(pred, target), "heldout_family": held, "size_scaling": checks,
                       "clock_check": clock, "runtime_factors": f,
                       "group_scales_vs_rpi4_1t": dict(zip(GROUPS, (round(float(s), 4) for s in scales)))}
+    k8, int8_validation = fit_int8(scale_profile(rpi4_1t, scales), int8_rows(rows), f)
+    a76_validation["int8"] = int8_validation
     ok = held["within_25pct"] >= 0.8 and all(abs(c["error"]) <= 0.15 for c in checks)
     provenance = [
         {"repo": QED, "commit": "40ba833a9ca560a3035a76a5c3da504082dec001", "file": "dataset/*_transformer_e2e.csv",
@@ -164,7 +203,8 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
                 s = s / np.array([ratio, ratio, 1.0])
                 extra.append(f"4 threads: gemm and weights / {ratio:.4f} ({rows_txt}); rest not sped up")
             mine = [r for sec in ((one,) if threads == 1 else four) for r in _ncnn(sec, threads, root)]
-            out.append(_profile(rpi4_1t, s, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation, mine))
+            out.append(_profile(rpi4_1t, s, k8, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation,
+                                mine))
     pi5 = {p.threads: p for p in out if p.name.startswith("rpi5-a76")}
     for stem, device, cpu, section in FAST_DEVICES:
         for threads, base in sorted(pi5.items()):
@@ -202,11 +242,12 @@ def _with(prof: DeviceProfile, **fields) -> DeviceProfile:
     return DeviceProfile(**{**prof.to_dict(), **fields})
 
 
-def _profile(base: DeviceProfile, s: np.ndarray, stem: str, device: str, cpu: str, threads: int, ghz: float,
-             provenance: list, extra: list[str], ok: bool, a76_validation: dict, ncnn_rows: list) -> DeviceProfile:
-    prof = scale_profile(base, s, name=f"{stem}-ort-{threads}t", device=device, cpu=cpu, threads=threads,
-                         runtime=f"ONNX Runtime CPU EP, exported model, {threads} intra-op thread(s)",
-                         confidence="medium" if ok else "low")
+def _profile(base: DeviceProfile, s: np.ndarray, k8: np.ndarray, stem: str, device: str, cpu: str, threads: int,
+             ghz: float, provenance: list, extra: list[str], ok: bool, a76_validation: dict,
+             ncnn_rows: list) -> DeviceProfile:
+    prof = scale_int8(scale_profile(base, s), float(k8[0]), float(k8[1]), name=f"{stem}-ort-{threads}t", device=device,
+                      cpu=cpu, threads=threads, runtime=f"ONNX Runtime CPU EP, exported model, {threads} intra-op thread(s)",
+                      confidence="medium" if ok else "low")
     f = a76_validation["runtime_factors"]
     assumptions = [
         (f"the A76 core fitted on whole ViTs in TFLite / PyTorch Mobile, moved to ONNX Runtime by measured factors "
@@ -214,7 +255,11 @@ def _profile(base: DeviceProfile, s: np.ndarray, stem: str, device: str, cpu: st
          f"{f['ort/tflite']['spread_all_models']['range'][0]:.2f}-{f['ort/tflite']['spread_all_models']['range'][1]:.2f}; "
          f"PyTorch Mobile / TFLite {f['pytorch-mobile/tflite']['median']:.3f})"),
         f"time scales with 1 / clock: fitted at {REF_GHZ} GHz, this device's core {ghz} GHz",
-        "int8 / int4 / fp16 Linears keep the Pi 4 profile's ratios to fp32 (no int8 ViT rows on an A76 used)",
+        (f"int8 Linears: compute x {k8[0]:.4f} and weights x {k8[1]:.4f} of the fp32-fitted profile's int8 terms, "
+         f"fitted on {a76_validation['int8']['fit_rows']['n']} one-core TFLite int8 rows (quantization method not "
+         "stated, most likely dynamic-range: int8 weights, activations quantized per call, as w8a32 here); ORT / "
+         "TFLite for int8 assumed equal to the fp32 factor; static int8 (w8a8) scaled the same (assumed); int4 and "
+         "fp16 keep the Pi 4 profile's ratios"),
         *extra]
     val = dict(a76_validation)
     if ncnn_rows:

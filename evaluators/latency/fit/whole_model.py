@@ -35,6 +35,7 @@ from evaluators.latency.fit.fit import nnls
 from evaluators.latency.predict.cost import FEATURES, feature_values, key_of
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import DeviceProfile
+from spaces.config import CompressionConfig
 from spaces.shape import BlockShape, ModelShape
 
 DATA_CSV = Path(__file__).resolve().parents[1] / "data" / "arm_whole_model.csv"
@@ -126,18 +127,26 @@ def read_rows(path: Path = DATA_CSV) -> list[WholeRow]:
     return out
 
 
-def term_groups(profile: DeviceProfile, shape: ModelShape) -> np.ndarray:
-    """``[gemm, weights, rest]`` ms of ``profile``'s fp32 prediction of ``shape`` (sums to it)."""
+def term_groups(profile: DeviceProfile, shape: ModelShape, config: CompressionConfig | None = None,
+                split_int8: bool = False) -> np.ndarray:
+    """``[gemm, weights, rest]`` ms of ``profile``'s prediction of ``shape`` (compressed by ``config``; every
+    op at the kernel its bits ask for, no envelope), summing to it. ``split_int8``: ``[rest, int8 gemm, int8
+    weights]`` instead, where the last two are the int8 Linears' ``ns_per_mac`` / ``ns_per_weight`` terms and
+    the first is everything else."""
     g = np.zeros(3)
-    for op in decompose(shape):
+    for op in decompose(shape, config):
         key = key_of(op)
         coefs = profile.core[key]
+        int8 = key.startswith("linear/w8")
         for f, v in zip(FEATURES[op.kind], feature_values(op)):
             t = coefs.get(f, 0.0) * v * 1e-6
-            g[0 if (op.kind in GEMM_KINDS and f == "ns_per_mac") else
-              1 if (op.kind in GEMM_KINDS and f == "ns_per_weight") else 2] += t
-        g[2] += profile.overhead["op_us"].get(key, 0.0) * 1e-3
-    g[2] += profile.overhead["call_us"] * 1e-3
+            if split_int8:
+                g[1 if (int8 and f == "ns_per_mac") else 2 if (int8 and f == "ns_per_weight") else 0] += t
+            else:
+                g[0 if (op.kind in GEMM_KINDS and f == "ns_per_mac") else
+                  1 if (op.kind in GEMM_KINDS and f == "ns_per_weight") else 2] += t
+        g[0 if split_int8 else 2] += profile.overhead["op_us"].get(key, 0.0) * 1e-3
+    g[0 if split_int8 else 2] += profile.overhead["call_us"] * 1e-3
     return g
 
 
@@ -149,6 +158,24 @@ def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list
     x = np.array([term_groups(profile, r.shape) for r in rows])
     y = np.array([r.latency_ms for r in rows]) * np.array(factors if factors is not None else [1.0] * len(rows))
     return nnls(x / y[:, None], np.ones(len(rows)))
+
+
+def fit_int8_scales(profile: DeviceProfile, rows: list[WholeRow], config_of, factors: list[float]) -> np.ndarray:
+    """Non-negative scales of the int8 Linears' compute and weight terms so that ``profile`` (its other
+    terms fixed) predicts each int8 row's latency times its factor with the least squared relative error;
+    ``config_of(shape)`` is the int8 config each row's model ran as."""
+    if not rows:
+        raise ValueError("no int8 rows to fit on")
+    x = np.array([term_groups(profile, r.shape, config_of(r.shape), split_int8=True) for r in rows])
+    y = np.array([r.latency_ms for r in rows]) * np.array(factors)
+    return nnls(x[:, 1:] / y[:, None], 1.0 - x[:, 0] / y)
+
+
+def scale_int8(profile: DeviceProfile, mac: float, weight: float, **fields) -> DeviceProfile:
+    """``profile`` with the int8 Linears' (``linear/w8*``) ``ns_per_mac`` x ``mac`` and ``ns_per_weight`` x ``weight``."""
+    core = {k: ({f: v * (mac if f == "ns_per_mac" else weight if f == "ns_per_weight" else 1.0) for f, v in c.items()}
+                if k.startswith("linear/w8") else c) for k, c in profile.core.items()}
+    return replace(profile, core=core, **fields)
 
 
 def scale_profile(profile: DeviceProfile, scales: np.ndarray, **fields) -> DeviceProfile:

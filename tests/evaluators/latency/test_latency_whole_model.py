@@ -96,3 +96,30 @@ def test_shipped_a76_profiles_carry_their_held_out_figures():
     one, four = LatencyPredictor("rpi5-a76-ort-1t"), LatencyPredictor("rpi5-a76-ort-4t")
     shape = vit_shape("deit-small-distilled-patch16-224")
     assert four.predict_ms(shape) < one.predict_ms(shape)
+
+
+def test_int8_scales_are_recovered_and_applied_to_the_int8_linears_only():
+    from evaluators.latency.fit.whole_model import fit_int8_scales, scale_int8
+    from spaces.config_presets import preset_config
+
+    prof = load_profile("rpi4-a72-ort-1t")
+    cfg = lambda shape: preset_config(shape, "int8")  # noqa: E731
+    names = ["deit-tiny-distilled-patch16-224", "deit-small-distilled-patch16-224", "vit-base-patch32-224-in21k",
+             "vit-base-patch16-384"]
+    truth = np.array([0.3, 2.0])
+    rows = [_row(n, float(term_groups(prof, vit_shape(n), cfg(vit_shape(n)), split_int8=True) @ np.r_[1.0, truth]))
+            for n in names]
+    assert fit_int8_scales(prof, rows, cfg, [1.0] * len(rows)) == pytest.approx(truth, rel=1e-6)
+    scaled = scale_int8(prof, *truth)
+    assert scaled.core["linear/fp32"] == prof.core["linear/fp32"]
+    assert scaled.core["linear/w8a32"]["ns_per_mac"] == pytest.approx(0.3 * prof.core["linear/w8a32"]["ns_per_mac"])
+    assert scaled.core["linear/w8a8"]["ns_per_act"] == prof.core["linear/w8a8"]["ns_per_act"]
+    # the split sums to the whole prediction, like the fp32 groups
+    shape = vit_shape(names[0])
+    assert term_groups(prof, shape, cfg(shape), split_int8=True).sum() == pytest.approx(
+        term_groups(prof, shape, cfg(shape)).sum(), rel=1e-12)
+
+
+def test_shipped_a76_profiles_price_int8_vits_from_measured_int8_rows():
+    v = load_profile("rpi5-a76-ort-1t").validation["int8"]
+    assert v["fit_rows"]["n"] == 16 and v["heldout_family"]["within_25pct"] >= 0.8
