@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluators.latency.derive.build import PI4_NCNN, _ncnn_rows
 from evaluators.latency.derive.vit_anchored import (
-    FAMILIES,
     FAST_DEVICES,
     _to_ort_at_ref,
+    family_splits,
     fit_rows,
     heldout_family,
     runtime_factors,
@@ -110,15 +110,12 @@ def _lofo_baseline(rows, f, size) -> dict:
     import numpy as np
 
     pred, meas = [], []
-    for pat in FAMILIES.values():
-        train = [r for r in rows if not pat.search(r.model)]
+    for train, test in family_splits(rows):
         x = np.array([size(r.shape) for r in train])
         y = np.array([r.latency_ms * _to_ort_at_ref(r, f) for r in train])
         k = float((x / y).sum() / ((x / y) ** 2).sum())  # argmin sum (k x / y - 1)^2
-        for r in rows:
-            if pat.search(r.model):
-                pred.append(k * size(r.shape))
-                meas.append(r.latency_ms * _to_ort_at_ref(r, f))
+        pred += [k * size(r.shape) for r in test]
+        meas += [r.latency_ms * _to_ort_at_ref(r, f) for r in test]
     return metrics(pred, meas)
 
 

@@ -92,12 +92,19 @@ def _to_ort_at_ref(r: WholeRow, f: dict[str, dict]) -> float:
     return rt * r.ghz / REF_GHZ
 
 
+def family_splits(rows: list[WholeRow]):
+    """``(train, test)`` per model family present in ``rows``: that family held out, the others to fit on."""
+    for pat in FAMILIES.values():
+        test = [r for r in rows if pat.search(r.model)]
+        train = [r for r in rows if not pat.search(r.model)]
+        if test and train:
+            yield train, test
+
+
 def heldout_family(base: DeviceProfile, rows: list[WholeRow], f: dict) -> tuple[dict, dict]:
     """Each family predicted by scales fitted without it: ``(metrics, {model: (pred, target)})``."""
     pred, meas, per_model = [], [], {}
-    for pat in FAMILIES.values():
-        train = [r for r in rows if not pat.search(r.model)]
-        test = [r for r in rows if pat.search(r.model)]
+    for train, test in family_splits(rows):
         s = fit_group_scales(base, train, [_to_ort_at_ref(r, f) for r in train])
         for r in test:
             p, y = float(term_groups(base, r.shape) @ s), r.latency_ms * _to_ort_at_ref(r, f)
@@ -140,14 +147,10 @@ def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np
 
     target = [r.latency_ms * x for r, x in zip(rows8, factors)]
     pred_held, meas_held = [], []
-    for pat in FAMILIES.values():
-        train = [(r, x) for r, x in zip(rows8, factors) if not pat.search(r.model)]
-        test = [(r, x) for r, x in zip(rows8, factors) if pat.search(r.model)]
-        if not test or not train:
-            continue
-        k = fit_int8_scales(a76_ref, [r for r, _ in train], _int8_config, [x for _, x in train])
-        pred_held += [predict(k, r) for r, _ in test]
-        meas_held += [r.latency_ms * x for r, x in test]
+    for train, test in family_splits(rows8):
+        k = fit_int8_scales(a76_ref, train, _int8_config, [_to_ort_at_ref(r, f) for r in train])
+        pred_held += [predict(k, r) for r in test]
+        meas_held += [r.latency_ms * _to_ort_at_ref(r, f) for r in test]
     return k8, {"fit_rows": metrics([predict(k8, r) for r in rows8], target),
                 "heldout_family": metrics(pred_held, meas_held),
                 "scales_of_int8_terms": {"ns_per_mac": round(float(k8[0]), 4), "ns_per_weight": round(float(k8[1]), 4)}}
@@ -189,6 +192,10 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
          "rows_used": f"{len(fit)} one-core Cortex-A76 rows (Pixel 4 prime 2.84 / gold 2.32 GHz; "
                       f"{', '.join(sorted({r.model for r in fit}))}) via {csv.name}",
          "use": "NNLS scales of the gemm / weights / rest term groups; size-scaling checks"},
+        {"repo": QED, "commit": "40ba833a9ca560a3035a76a5c3da504082dec001", "file": "dataset/tflite_transformer_e2e.csv",
+         "rows_used": f"{int8_validation['fit_rows']['n']} one-core Cortex-A76 TFLite int8 ('quant') rows of the "
+                      f"same models via {csv.name}",
+         "use": "scales of the int8 Linears' compute and weight terms"},
         {"repo": ETP, "commit": "d17739efe50ac8d6bda4271eabfffcc13fdde6d5", "file": ".log/orin-cpu-*.log",
          "rows_used": f"LeViT-128S/128/192/256 in ONNX Runtime and TFLite on one Orin core via {csv.name}",
          "use": f"ORT / TFLite = {f['ort/tflite']['median']:.4f}"},
