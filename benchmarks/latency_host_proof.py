@@ -20,11 +20,13 @@ overrides) and pins itself to one core with one ONNX Runtime thread. Outputs go 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import pprint
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +72,14 @@ def reference_block(csv_path: Path) -> str:
 
 def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8, n_tome: int = 12) -> tuple[list, int]:
     """40 classifier + 8 full-MAE configs sampled from the search space (plus the two uncompressed models),
-    and 12 classifiers sampled with token merging (``--techniques ...,tokens``),
+    12 classifiers sampled with token merging (``--techniques ...,tokens``) and 3 that only merge,
     each exported as ``LatencyPredictor.deployable_config`` -- the kernels the predictor priced (where a
     lower bit-width or a low-rank pair would be slower on this machine, the more precise kernel). Returns
     the items and how many configs that changed."""
     from evaluators.latency.measure.model_items import model_item, sample_configs
     from mae.model import create_model, describe
     from spaces.config import CompressionConfig
+    from spaces.space import merge_schedule
 
     predictor = LatencyPredictor(profile)
     items, changed = [], 0
@@ -93,7 +96,16 @@ def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8, n_tome: in
         dep = predictor.deployable_config(shape, cfg, task="classify")
         changed += dep != cfg
         items.append(model_item(DEFAULT, "classifier", dep, f"tome_p{seed}_{i}"))
+    # merging alone (ToMe's constant schedule, benchmarks/tome_tradeoff.py's rows): where the merge is the
+    # largest share of the time; timed here, in the same session as the operator rows they are predicted from
+    ident = CompressionConfig.identity(shape)
+    for share in MERGE_ONLY_SHARES:
+        cfg = replace(ident, blocks=merge_schedule(ident.blocks, share, 1 + shape.num_patches))
+        items.append(model_item(DEFAULT, "classifier", cfg, f"tome_only_s{share:g}"))
     return items, changed
+
+
+MERGE_ONLY_SHARES = (0.0625, 0.125, 0.25)
 
 
 def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace, cpu: int) -> None:
@@ -106,6 +118,24 @@ def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace, cpu:
     os.sched_setaffinity(0, {cpu})  # one core, as `taskset -c CPU`
     run_manifest(kit, csv_path, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, rounds=args.rounds,
                  progress=True)
+
+
+def _drift(kit: Path, ops_csv: Path, cpu: int, n: int = 24) -> float:
+    """Median ratio of ``n`` operator rows (evenly spread over the kit) re-timed now to their phase-1 times:
+    how much the machine's speed moved between phase 1 and the end of phase 2 on this (shared) VM; the models
+    are predicted from phase-1 rows, so a ratio far from 1 shifts every model error by about as much."""
+    import json
+
+    from evaluators.latency.measure.ort_timing import time_interleaved_ms
+
+    entries = json.loads((kit / "manifest.json").read_text())["entries"]
+    pick = entries[:: max(1, len(entries) // n)][:n]
+    with open(ops_csv, newline="") as f:
+        before = {r["bench"]: float(r["latency_ms"]) for r in csv.DictReader(f)}
+    os.sched_setaffinity(0, {cpu})
+    now = time_interleaved_ms({e["bench"]: (kit / e["file"], e["inputs"]) for e in pick}, threads=1, rounds=3,
+                              repeats=50, warmup=10, min_seconds=0.5)
+    return float(np.median([now[e["bench"]]["latency_ms"] / before[e["bench"]] for e in pick]))
 
 
 def main() -> int:
@@ -144,6 +174,9 @@ def main() -> int:
         print(f"phase 2: {len(items)} compressed models ({changed} configs exported at the kernels the predictor "
               "chose)", file=sys.stderr)
         _time(items, OUT / "kit-models", models_csv, args, cpu)
+        drift = _drift(OUT / "kit-ops", ops_csv, cpu)
+        print(f"machine drift: 24 operator rows re-timed after phase 2 / their phase-1 times: median {drift:.3f} "
+              "(1.000: the same machine speed for both phases)", file=sys.stderr)
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
         all_csv.write_text("".join(lines))  # `maec calibrate host-ort-1t-all.csv --fit-on ops` gives the same
     prof.save(OUT / "host-ort-1t.json")
@@ -163,7 +196,7 @@ def main() -> int:
     print(f"whole compressed models (none used for fitting): n={m['n']}, MAPE {100 * m['mape']:.1f}%, "
           f"within ±10%: {100 * m['within_10pct']:.1f}% (target >= 90%), median predicted/measured {m['median_ratio']:.3f}"
           f"  [kernel-for-kernel: {100 * m_raw['within_10pct']:.1f}%]")
-    for kind in ("classifier", "mae", "classifier_tome"):
+    for kind in ("classifier", "mae", "classifier_tome", "classifier_tome_only"):
         sel = np.array([f"{DEFAULT}_{kind}_" in s.meta["bench"] for s in models])
         if kind == "classifier":  # without the merging ones, which have their own line
             sel &= np.array(["_tome_" not in s.meta["bench"] for s in models])

@@ -218,9 +218,17 @@ MERGE_SHAPES = ((50, 192, 3, 64), (25, 192, 3, 64), (17, 64, 2, 32), (65, 128, 4
                 (197, 768, 12, 64), (99, 768, 12, 64), (13, 192, 3, 64))
 
 
+# (tokens, width, heads, MLP units, merged per block): merging blocks in their block context
+MERGING_BLOCK_SHAPES = ((50, 192, 3, 768, 6), (50, 192, 3, 768, 12), (197, 192, 3, 768, 24), (65, 128, 4, 512, 16),
+                        (17, 64, 2, 256, 4))
+
+
 def merge_items() -> list[BenchItem]:
-    """Token-merge rows at the token counts and widths the sweeps use, merging a quarter of the tokens."""
-    return [merge_item(t, d, h, hd, max(1, (t - 1) // 4)) for t, d, h, hd in MERGE_SHAPES]
+    """Token-merge rows at the token counts and widths the sweeps use, merging a quarter of the tokens, and
+    chains of merging blocks (:func:`merging_block_item`): an isolated merge misses what the merge costs
+    inside its blocks (keys read off ``qkv``, ``log(size)`` added to later scores), a few percent of a block."""
+    return ([merge_item(t, d, h, hd, max(1, (t - 1) // 4)) for t, d, h, hd in MERGE_SHAPES]
+            + [merging_block_item(t, d, h, m, r) for t, d, h, m, r in MERGING_BLOCK_SHAPES])
 
 
 def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchItem]:
