@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluators.latency.derive.build import PI4_NCNN, _ncnn_rows
+from evaluators.latency.derive.build import PI4_NCNN
 from evaluators.latency.derive.vit_anchored import (
     FAST_DEVICES,
     _to_ort_at_ref,
@@ -40,7 +40,7 @@ from evaluators.latency.derive.vit_anchored import (
 )
 from evaluators.latency.fit.fit import metrics, proportional_baseline
 from evaluators.latency.fit.hat_fit import fit_hat
-from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops, read_ncnn_vit
+from evaluators.latency.fit.sources import hat_macs, hat_params, ncnn_vit_ops, ncnn_vit_rows
 from evaluators.latency.fit.whole_model import read_rows
 from evaluators.latency.measure.ort_timing import machine_summary
 from evaluators.latency.predict.ops import total_macs
@@ -83,7 +83,7 @@ def pi4_rows(prof: DeviceProfile, cache: dict) -> list[Row]:
            + ("; same HAT fit as the 4-thread profile" if prof.threads == 1 else ""))
     # ncnn ViT-B/32 @ 384 on the Pi 4 at the profile's thread count (another runtime on the same CPU)
     x = v["ncnn_cross_check"]
-    t = {th: _ncnn_rows(PI4_NCNN, "", 0, th, None)[0] for th in (1, 4)}
+    t = {th: ncnn_vit_rows(PI4_NCNN, th, powersave=0)[0] for th in (1, 4)}
     meas = t[prof.threads].avg_ms
     f = t[1].avg_ms / t[4].avg_ms if prof.threads == 1 else 1.0  # shipped's 1-thread factor
     ops = ncnn_vit_ops()
@@ -144,9 +144,8 @@ def fast_row(prof: DeviceProfile) -> Row:
     v = prof.validation
     stem = prof.name.rsplit("-ort-", 1)[0]
     section = next(sec for st, _, _, sec in FAST_DEVICES if st == stem)
-    mine = [r for r in read_ncnn_vit() if section in r.device and r.threads == prof.threads]
-    ref = [r for r in read_ncnn_vit() if "Raspberry Pi 5 Broadcom BCM2712, Cortex-A76" in r.device
-           and "Overclock" not in r.device and r.threads == prof.threads]
+    mine = ncnn_vit_rows(section, prof.threads, exclude="Overclock")
+    ref = ncnn_vit_rows("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", prof.threads, exclude="Overclock")
     k = statistics.median(r.avg_ms for r in mine) / statistics.median(r.avg_ms for r in ref)
     recorded = "same" if round(k, 4) == v.get("ncnn_ratio_to_rpi5") else f"DIFFERS: recorded {v.get('ncnn_ratio_to_rpi5')}"
     why = "not fitted (*): one model"

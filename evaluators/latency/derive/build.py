@@ -41,8 +41,8 @@ from evaluators.latency.fit.sources import (
     PADDLE_REPO,
     arm_latency_dir,
     ncnn_vit_ops,
+    ncnn_vit_rows,
     paddle_ratios,
-    read_ncnn_vit,
 )
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
@@ -101,18 +101,13 @@ def default_model_ms(profile: DeviceProfile) -> float:
     return LatencyPredictor(profile).predict_ms(shape)
 
 
-def _ncnn_rows(section: str, exclude: str, powersave: int, threads: int, root: Path | None):
-    return [r for r in read_ncnn_vit(root) if section in r.device and (not exclude or exclude not in r.device)
-            and r.powersave == powersave and r.threads == threads]
-
-
 def build_rpi4(root: Path | None = None, *, seed: int = 0, heldout_frac: float = 0.2) -> tuple[list[DeviceProfile], HatFit]:
     fit = fit_hat([(root or arm_latency_dir()) / "hat-raspberrypi" / Path(f).name for f in
                    ("wmt14ende_cpu_raspberrypi_all.csv", "wmt14enfr_cpu_raspberrypi_all.csv")],
                   seed=seed, heldout_frac=heldout_frac)
     c_mac, c_w = (fit.coefs[c] for c in TRANSFERRED)
-    t4 = _ncnn_rows(PI4_NCNN, "", 0, 4, root)[0]
-    t1 = _ncnn_rows(PI4_NCNN, "", 0, 1, root)[0]
+    t4 = ncnn_vit_rows(PI4_NCNN, 4, powersave=0, root=root)[0]
+    t1 = ncnn_vit_rows(PI4_NCNN, 1, powersave=0, root=root)[0]
     thread_f = t1.avg_ms / t4.avg_ms
     p8 = paddle_ratios("Cortex-A72", root)["int8"]
     vit = ncnn_vit_ops()

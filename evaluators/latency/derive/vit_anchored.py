@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluators.latency.fit.fit import metrics
-from evaluators.latency.fit.sources import NCNN_COMMIT, NCNN_FILE, NCNN_REPO, read_ncnn_vit
+from evaluators.latency.fit.sources import NCNN_COMMIT, NCNN_FILE, NCNN_REPO, ncnn_vit_rows
 from evaluators.latency.fit.whole_model import (
     DATA_CSV,
     GROUPS,
@@ -157,8 +157,7 @@ def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np
 
 
 def _ncnn(section: str, threads: int, root: Path | None) -> list:
-    return [r for r in read_ncnn_vit(root) if section in r.device and "Overclock" not in r.device
-            and r.threads == threads]
+    return ncnn_vit_rows(section, threads, exclude="Overclock", root=root)
 
 
 def _thread_ratio(one: str, four: tuple[str, ...], root: Path | None) -> tuple[float, str]:

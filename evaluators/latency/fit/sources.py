@@ -214,6 +214,14 @@ def read_ncnn_vit(root: Path | None = None) -> list[NcnnVitRow]:
     return out
 
 
+def ncnn_vit_rows(section: str, threads: int, *, powersave: int | None = None, exclude: str = "",
+                  root: Path | None = None) -> list[NcnnVitRow]:
+    """The ViT-B/32 rows of the device sections containing ``section`` (and not ``exclude``) at ``threads``
+    threads, at one benchncnn ``powersave`` setting (None: any)."""
+    return [r for r in read_ncnn_vit(root) if section in r.device and (not exclude or exclude not in r.device)
+            and (powersave is None or r.powersave == powersave) and r.threads == threads]
+
+
 def ncnn_vit_ops() -> list[Op]:
     """The benchmarked ncnn graph as our operators: ViT-B/32 at 384 x 384 (144 patches + class token,
     width 768, 12 heads of 64, MLP 3072, 12 blocks, token pooling, 1000 classes); shapes from
