@@ -36,6 +36,7 @@ from evaluators.latency.derive.vit_anchored import (
     family_splits,
     fit_rows,
     heldout_family,
+    ncnn_big_core_rows,
     runtime_factors,
 )
 from evaluators.latency.fit.fit import metrics, proportional_baseline
@@ -144,8 +145,8 @@ def fast_row(prof: DeviceProfile) -> Row:
     v = prof.validation
     stem = prof.name.rsplit("-ort-", 1)[0]
     section = next(sec for st, _, _, sec in FAST_DEVICES if st == stem)
-    mine = ncnn_vit_rows(section, prof.threads, exclude="Overclock")
-    ref = ncnn_vit_rows("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", prof.threads, exclude="Overclock")
+    mine = ncnn_big_core_rows(section, prof.threads, None)
+    ref = ncnn_big_core_rows("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", prof.threads, None)
     k = statistics.median(r.avg_ms for r in mine) / statistics.median(r.avg_ms for r in ref)
     recorded = "same" if round(k, 4) == v.get("ncnn_ratio_to_rpi5") else f"DIFFERS: recorded {v.get('ncnn_ratio_to_rpi5')}"
     why = "not fitted (*): one model"

@@ -156,13 +156,17 @@ def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np
                 "scales_of_int8_terms": {"ns_per_mac": round(float(k8[0]), 4), "ns_per_weight": round(float(k8[1]), 4)}}
 
 
-def _ncnn(section: str, threads: int, root: Path | None) -> list:
-    return ncnn_vit_rows(section, threads, exclude="Overclock", root=root)
+def ncnn_big_core_rows(section: str, threads: int, root: Path | None) -> list:
+    """ncnn's ViT-B/32 rows of a device on its big cores: benchncnn's ``powersave`` 2 (big cores only) where
+    the board has such a run, else 0 (no pinning; the A76-only boards); never 1 (little cores)."""
+    rows = ncnn_vit_rows(section, threads, exclude="Overclock", root=root)
+    big = [r for r in rows if r.powersave == 2]
+    return big or [r for r in rows if r.powersave == 0]
 
 
 def _thread_ratio(one: str, four: tuple[str, ...], root: Path | None) -> tuple[float, str]:
-    r1 = _ncnn(one, 1, root)
-    r4 = [r for s in four for r in _ncnn(s, 4, root)]
+    r1 = ncnn_big_core_rows(one, 1, root)
+    r4 = [r for s in four for r in ncnn_big_core_rows(s, 4, root)]
     t1, t4 = statistics.median(r.avg_ms for r in r1), statistics.median(r.avg_ms for r in r4)
     lines = ", ".join(f"line {r.line}" for r in r1 + r4)
     return t1 / t4, f"ncnn ViT-B/32 1 thread {t1} ms / 4 threads {t4} ms ({lines})"
@@ -208,13 +212,13 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
                 ratio, rows_txt = _thread_ratio(one, four, root)
                 s = s / np.array([ratio, ratio, 1.0])
                 extra.append(f"4 threads: gemm and weights / {ratio:.4f} ({rows_txt}); rest not sped up")
-            mine = [r for sec in ((one,) if threads == 1 else four) for r in _ncnn(sec, threads, root)]
+            mine = [r for sec in ((one,) if threads == 1 else four) for r in ncnn_big_core_rows(sec, threads, root)]
             out.append(_profile(rpi4_1t, s, k8, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation,
                                 mine))
     pi5 = {p.threads: p for p in out if p.name.startswith("rpi5-a76")}
     for stem, device, cpu, section in FAST_DEVICES:
         for threads, base in sorted(pi5.items()):
-            mine, ref = _ncnn(section, threads, root), _ncnn("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", threads, root)
+            mine, ref = ncnn_big_core_rows(section, threads, root), ncnn_big_core_rows("Raspberry Pi 5 Broadcom BCM2712, Cortex-A76", threads, root)
             if not mine or not ref:
                 continue
             k = statistics.median(r.avg_ms for r in mine) / statistics.median(r.avg_ms for r in ref)
