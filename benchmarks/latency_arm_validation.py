@@ -24,19 +24,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from evaluators.latency.derive.build import default_model_ms, default_model_shape
 from evaluators.latency.derive.vit_anchored import (
     QED,
     REF_GHZ,
     SCALING,
-    _to_ort_at_ref,
     fit_rows,
     heldout_family,
+    qed_rows,
     runtime_factors,
     scaling_checks,
+    to_ort_at_ref,
 )
-from evaluators.latency.fit.whole_model import WholeRow, fit_group_scales, read_rows
+from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, scale_profile, term_groups
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
+
+BIG_CORES = ("Cortex-A76", "Cortex-A75", "Samsung M4")  # out-of-order: the bound on the A72's groups
 
 # shipped profile -> (device text in the CSV rows, threads)
 DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Raspberry Pi 4", 4),
@@ -50,12 +54,6 @@ DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Ra
 def fmt(m: dict) -> str:
     return (f"MAPE {100 * m['mape']:5.1f}%, within ±10% {100 * m['within_10pct']:5.1f}%, within ±25% "
             f"{100 * m['within_25pct']:5.1f}% (n={m['n']}), median predicted/measured {m['median_ratio']:.3f}")
-
-
-def core_rows(rows: list[WholeRow], core: str) -> list[WholeRow]:
-    """One-core fp32 plain-ViT rows of ``core`` in qed's data, as :func:`fit_rows` takes them for the A76."""
-    return [r for r in rows if r.source == QED and r.core == core and r.threads == 1 and r.shape is not None
-            and r.dtype == "fp32" and r.runtime in ("tflite", "pytorch-mobile") and r.ghz]
 
 
 def main() -> int:
@@ -79,9 +77,10 @@ def main() -> int:
     settings = [("Cortex-A76, both runtimes (shipped)", fit_rows(rows))]
     for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53"):
         for rt in ("tflite", "pytorch-mobile"):
-            settings.append((f"{core}, {rt}", [r for r in core_rows(rows, core) if r.runtime == rt]))
+            settings.append((f"{core}, {rt}", [r for r in qed_rows(rows, core) if r.runtime == rt]))
+    fitted: dict[str, np.ndarray] = {}  # label -> group scales, reused for the default profile's bounds (section 5)
     for label, cr in settings:
-        scales = fit_group_scales(base, cr, [_to_ort_at_ref(r, f) for r in cr])
+        scales = fitted[label] = fit_group_scales(base, cr, [to_ort_at_ref(r, f) for r in cr])
         held, per_model = heldout_family(base, cr, f)
         checks = scaling_checks(per_model)
         if "shipped" not in label:  # the pooled A76 rows are the union of the two A76 settings below it
@@ -90,9 +89,7 @@ def main() -> int:
         sc = "; ".join(f"{_short(c['models'])} {c['predicted']:.2f} / {c['measured']:.2f} ({100 * c['error']:+.0f}%)"
                        for c in checks)
         print(f"| {label} | {len(cr)} | {', '.join(f'{s:.3f}' for s in scales)} | {fmt(held)} | {sc} |")
-    from evaluators.latency.predict.profile import load_profile as _load
-
-    i8 = _load("rpi5-a76-ort-1t").validation["int8"]
+    i8 = load_profile("rpi5-a76-ort-1t").validation["int8"]
     print(f"\nint8 Linears on the A76 (TFLite int8 rows, {i8['fit_rows']['n']}; fitted on the fp32 A76 fit, two scales "
           f"{i8['scales_of_int8_terms']['ns_per_mac']:.3f} x compute, {i8['scales_of_int8_terms']['ns_per_weight']:.3f} x "
           f"weights): each family held out {fmt(i8['heldout_family'])}")
@@ -126,7 +123,7 @@ def main() -> int:
 
     print(f"\n## 5. The default profile ({DEFAULT_PROFILE}) and the A72\n")
     pred = LatencyPredictor(DEFAULT_PROFILE)
-    a75 = core_rows(rows, "Cortex-A75")
+    a75 = qed_rows(rows, "Cortex-A75")
     top = max(r.ghz for r in a75)
     for rt in ("tflite", "pytorch-mobile"):
         meas = {r.model: r.latency_ms for r in a75 if r.ghz == top and r.runtime == rt}
@@ -136,38 +133,18 @@ def main() -> int:
             print(f"- size scaling {_short(a + ' / ' + b)}: default profile {pa / pb:.2f}, measured on an A75 @ {top} GHz "
                   f"({rt}) {meas[a] / meas[b]:.2f}: {100 * err:+.0f}%")
     # what the weight-streaming term (HAT's PyTorch eager, where ORT prepacks) is worth for the default model
-    from evaluators.latency.derive.build import default_model_ms
-    from evaluators.latency.fit.whole_model import scale_profile
-
-    now = default_model_ms(base)
-    lo, hi = _group_scale_range(rows, base, f, 1)
-    print(f"- the embedded default model: {now:.1f} ms now; with the weight-streaming group scaled as the fitted big "
-          f"cores scale it ({lo:.3f}-{hi:.3f} of the Pi 4 profile's, section 2-3) {default_model_ms(scale_profile(base, np.array([1, lo, 1]))):.1f}"
+    big = np.array([sc for label, sc in fitted.items() if label.split(",")[0] in BIG_CORES and "shipped" not in label])
+    (lo, r_lo), (hi, r_hi) = big[:, 1:].min(axis=0), big[:, 1:].max(axis=0)
+    print(f"- the embedded default model: {default_model_ms(base):.1f} ms now; with the weight-streaming group scaled as "
+          f"the fitted big cores scale it ({lo:.3f}-{hi:.3f} of the Pi 4 profile's, section 2-3) "
+          f"{default_model_ms(scale_profile(base, np.array([1, lo, 1]))):.1f}"
           f"-{default_model_ms(scale_profile(base, np.array([1, hi, 1]))):.1f} ms: the bound on what the unverified term moves")
-    from evaluators.latency.derive.build import DEFAULT_MODEL
-    from evaluators.latency.fit.whole_model import term_groups
-    from spaces.shape import BlockShape, ModelShape
-
-    shape = ModelShape(name=DEFAULT_MODEL, img_size=28, patch_size=4, in_chans=1, embed_dim=192, num_classes=10,
-                       blocks=tuple(BlockShape(192, 3, 64, 768) for _ in range(6)))
-    g = term_groups(base, shape)
-    r_lo, r_hi = _group_scale_range(rows, base, f, 2)
+    g = term_groups(base, default_model_shape())
     print(f"- its term groups (gemm, weights, rest): {', '.join(f'{x:.1f}' for x in g)} ms; the rest is the host "
           f"reference x 5 (an assumption); the big cores' fits put their rest at {r_lo:.2f}-{r_hi:.2f}x it (at 2.4 GHz, "
           f"ORT-equivalent), which would make the default model {g[0] + g[1] + r_lo * g[2]:.1f}-{g[0] + g[1] + r_hi * g[2]:.1f} ms "
           f"with the other groups as they are")
     return 0
-
-
-def _group_scale_range(rows: list[WholeRow], base, f, group: int) -> tuple[float, float]:
-    """Range of one fitted group scale (0 gemm, 1 weights, 2 rest) over the big out-of-order cores' settings
-    (A76, A75, M4, each runtime)."""
-    out = []
-    for core in ("Cortex-A76", "Cortex-A75", "Samsung M4"):
-        for rt in ("tflite", "pytorch-mobile"):
-            cr = [r for r in core_rows(rows, core) if r.runtime == rt]
-            out.append(float(fit_group_scales(base, cr, [_to_ort_at_ref(r, f) for r in cr])[group]))
-    return min(out), max(out)
 
 
 def _short(pair: str) -> str:

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluators.latency.derive.build import PI4_NCNN
 from evaluators.latency.derive.vit_anchored import (
     FAST_DEVICES,
-    _to_ort_at_ref,
     family_splits,
     fit_rows,
     heldout_family,
     ncnn_big_core_rows,
     runtime_factors,
+    to_ort_at_ref,
 )
 from evaluators.latency.fit.fit import metrics, proportional_baseline
 from evaluators.latency.fit.hat_fit import fit_hat
@@ -113,10 +113,10 @@ def _lofo_baseline(rows, f, size) -> dict:
     pred, meas = [], []
     for train, test in family_splits(rows):
         x = np.array([size(r.shape) for r in train])
-        y = np.array([r.latency_ms * _to_ort_at_ref(r, f) for r in train])
+        y = np.array([r.latency_ms * to_ort_at_ref(r, f) for r in train])
         k = float((x / y).sum() / ((x / y) ** 2).sum())  # argmin sum (k x / y - 1)^2
         pred += [k * size(r.shape) for r in test]
-        meas += [r.latency_ms * _to_ort_at_ref(r, f) for r in test]
+        meas += [r.latency_ms * to_ort_at_ref(r, f) for r in test]
     return metrics(pred, meas)
 
 

@@ -91,14 +91,18 @@ def _predict_ms(profile: DeviceProfile, ops) -> float:
     return LatencyPredictor(profile).predict_ops_ms(ops)
 
 
-def default_model_ms(profile: DeviceProfile) -> float:
-    from evaluators.latency.predict.predictor import LatencyPredictor
+def default_model_shape():
+    """``mae.model.MODEL_PRESETS["mae_vit_tiny_p4_28"]``'s classifier as plain data (no torch import here)."""
     from spaces.shape import BlockShape, ModelShape
 
-    # mae.model.MODEL_PRESETS["mae_vit_tiny_p4_28"] as plain data (no torch import here).
-    shape = ModelShape(name=DEFAULT_MODEL, img_size=28, patch_size=4, in_chans=1, embed_dim=192, num_classes=10,
-                       blocks=tuple(BlockShape(192, 3, 64, 768) for _ in range(6)))
-    return LatencyPredictor(profile).predict_ms(shape)
+    return ModelShape(name=DEFAULT_MODEL, img_size=28, patch_size=4, in_chans=1, embed_dim=192, num_classes=10,
+                      blocks=tuple(BlockShape(192, 3, 64, 768) for _ in range(6)))
+
+
+def default_model_ms(profile: DeviceProfile) -> float:
+    from evaluators.latency.predict.predictor import LatencyPredictor
+
+    return LatencyPredictor(profile).predict_ms(default_model_shape())
 
 
 def build_rpi4(root: Path | None = None, *, seed: int = 0, heldout_frac: float = 0.2) -> tuple[list[DeviceProfile], HatFit]:

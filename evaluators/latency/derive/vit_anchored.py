@@ -71,10 +71,16 @@ FAST_DEVICES = (
 )
 
 
+def qed_rows(rows: list[WholeRow], core: str = "Cortex-A76", dtype: str = "fp32",
+             runtimes: tuple[str, ...] = ("tflite", "pytorch-mobile")) -> list[WholeRow]:
+    """qed's one-core rows of plain ViTs on ``core`` at ``dtype`` in ``runtimes``."""
+    return [r for r in rows if r.source == QED and r.core == core and r.threads == 1 and r.shape is not None
+            and r.dtype == dtype and r.runtime in runtimes and r.ghz]
+
+
 def fit_rows(rows: list[WholeRow]) -> list[WholeRow]:
-    """qed's one-core A76 rows of plain ViTs (fp32, TFLite or PyTorch Mobile)."""
-    return [r for r in rows if r.source == QED and r.core == "Cortex-A76" and r.threads == 1 and r.shape is not None
-            and r.dtype == "fp32" and r.runtime in ("tflite", "pytorch-mobile") and r.ghz]
+    """The rows the A76 profiles are fitted on: one-core A76, fp32, TFLite or PyTorch Mobile."""
+    return qed_rows(rows)
 
 
 def runtime_factors(rows: list[WholeRow]) -> dict[str, dict]:
@@ -86,7 +92,7 @@ def runtime_factors(rows: list[WholeRow]) -> dict[str, dict]:
             "pytorch-mobile/tflite": {**pt_tfl.to_dict(), "source": QED}}
 
 
-def _to_ort_at_ref(r: WholeRow, f: dict[str, dict]) -> float:
+def to_ort_at_ref(r: WholeRow, f: dict[str, dict]) -> float:
     """The factor that turns a row's time into ONNX Runtime's at ``REF_GHZ``."""
     rt = f["ort/tflite"]["median"] / (f["pytorch-mobile/tflite"]["median"] if r.runtime == "pytorch-mobile" else 1.0)
     return rt * r.ghz / REF_GHZ
@@ -105,9 +111,9 @@ def heldout_family(base: DeviceProfile, rows: list[WholeRow], f: dict) -> tuple[
     """Each family predicted by scales fitted without it: ``(metrics, {model: (pred, target)})``."""
     pred, meas, per_model = [], [], {}
     for train, test in family_splits(rows):
-        s = fit_group_scales(base, train, [_to_ort_at_ref(r, f) for r in train])
+        s = fit_group_scales(base, train, [to_ort_at_ref(r, f) for r in train])
         for r in test:
-            p, y = float(term_groups(base, r.shape) @ s), r.latency_ms * _to_ort_at_ref(r, f)
+            p, y = float(term_groups(base, r.shape) @ s), r.latency_ms * to_ort_at_ref(r, f)
             pred.append(p)
             meas.append(y)
             per_model.setdefault(r.model, []).append((p, y))
@@ -128,8 +134,7 @@ def scaling_checks(per_model: dict) -> list[dict]:
 
 def int8_rows(rows: list[WholeRow]) -> list[WholeRow]:
     """qed's one-core A76 rows of the TFLite int8 ("quant") plain ViTs."""
-    return [r for r in rows if r.source == QED and r.core == "Cortex-A76" and r.threads == 1 and r.shape is not None
-            and r.dtype == "int8" and r.runtime == "tflite" and r.ghz]
+    return qed_rows(rows, dtype="int8", runtimes=("tflite",))
 
 
 def _int8_config(shape):
@@ -139,7 +144,7 @@ def _int8_config(shape):
 def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np.ndarray, dict]:
     """Scales of the int8 Linears' compute and weight terms on ``a76_ref`` (the fp32-fitted A76 profile at
     ``REF_GHZ``) from the int8 rows, and their validation: in-sample, and each model family held out."""
-    factors = [_to_ort_at_ref(r, f) for r in rows8]
+    factors = [to_ort_at_ref(r, f) for r in rows8]
     k8 = fit_int8_scales(a76_ref, rows8, _int8_config, factors)
 
     def predict(k: np.ndarray, r: WholeRow) -> float:
@@ -148,9 +153,9 @@ def fit_int8(a76_ref: DeviceProfile, rows8: list[WholeRow], f: dict) -> tuple[np
     target = [r.latency_ms * x for r, x in zip(rows8, factors)]
     pred_held, meas_held = [], []
     for train, test in family_splits(rows8):
-        k = fit_int8_scales(a76_ref, train, _int8_config, [_to_ort_at_ref(r, f) for r in train])
+        k = fit_int8_scales(a76_ref, train, _int8_config, [to_ort_at_ref(r, f) for r in train])
         pred_held += [predict(k, r) for r in test]
-        meas_held += [r.latency_ms * _to_ort_at_ref(r, f) for r in test]
+        meas_held += [r.latency_ms * to_ort_at_ref(r, f) for r in test]
     return k8, {"fit_rows": metrics([predict(k8, r) for r in rows8], target),
                 "heldout_family": metrics(pred_held, meas_held),
                 "scales_of_int8_terms": {"ns_per_mac": round(float(k8[0]), 4), "ns_per_weight": round(float(k8[1]), 4)}}
@@ -177,7 +182,7 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
     rows = read_rows(csv)
     fit = fit_rows(rows)
     f = runtime_factors(rows)
-    factors = [_to_ort_at_ref(r, f) for r in fit]
+    factors = [to_ort_at_ref(r, f) for r in fit]
     scales = fit_group_scales(rpi4_1t, fit, factors)
     pred = np.array([term_groups(rpi4_1t, r.shape) @ scales for r in fit])
     target = np.array([r.latency_ms for r in fit]) * np.array(factors)
