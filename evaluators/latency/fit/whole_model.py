@@ -217,7 +217,8 @@ def runtime_factor(rows: list[WholeRow], a: str, b: str, *, models: re.Pattern |
     for r in rows:
         if r.dtype == dtype and r.runtime in (a, b) and (models is None or models.search(r.model)):
             key = (r.source, r.device, r.core, r.ghz, r.threads, r.model)
-            by.setdefault(key, {}).setdefault(r.runtime, r.latency_ms)  # first row per runtime (C++ before Python)
+            # the first row of each runtime in CSV order (ORT C++ and Python API rows of a model agree within 2%)
+            by.setdefault(key, {}).setdefault(r.runtime, r.latency_ms)
     pairs = [(k[-1], d[a] / d[b]) for k, d in by.items() if a in d and b in d]
     if not pairs:
         raise ValueError(f"no model ran in both {a} and {b}")
