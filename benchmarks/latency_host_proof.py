@@ -120,22 +120,36 @@ def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace, cpu:
                  progress=True)
 
 
-def _drift(kit: Path, ops_csv: Path, cpu: int, n: int = 24) -> float:
-    """Median ratio of ``n`` operator rows (evenly spread over the kit) re-timed now to their phase-1 times:
-    how much the machine's speed moved between phase 1 and the end of phase 2 on this (shared) VM; the models
-    are predicted from phase-1 rows, so a ratio far from 1 shifts every model error by about as much."""
-    import json
+DRIFT_ROWS = 24
 
-    from evaluators.latency.measure.ort_timing import time_interleaved_ms
 
-    entries = json.loads((kit / "manifest.json").read_text())["entries"]
-    pick = entries[:: max(1, len(entries) // n)][:n]
+def _drift_items(ops: list, n: int = DRIFT_ROWS) -> list:
+    """``n`` operator items spread evenly over the phase-1 sweep, renamed ``drift_*``: phase 2 times them in
+    the same passes as the models, so the machine's speed *while the models are timed* is measured against
+    phase 1 (this VM's speed moves 10-15% within an hour; a check after phase 2 missed a disturbed phase 2)."""
+    return [replace(it, bench=f"drift_{it.bench}") for it in ops[:: max(1, len(ops) // n)][:n]]
+
+
+def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path) -> tuple[float, list[float]]:
+    """Move the ``drift_*`` rows of ``models_csv`` to ``drift_csv``; return (median ratio of their lowest pass
+    medians to their phase-1 times, the same median for each pass)."""
+    with open(models_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
     with open(ops_csv, newline="") as f:
         before = {r["bench"]: float(r["latency_ms"]) for r in csv.DictReader(f)}
-    os.sched_setaffinity(0, {cpu})
-    now = time_interleaved_ms({e["bench"]: (kit / e["file"], e["inputs"]) for e in pick}, threads=1, rounds=3,
-                              repeats=50, warmup=10, min_seconds=0.5)
-    return float(np.median([now[e["bench"]]["latency_ms"] / before[e["bench"]] for e in pick]))
+    for path, keep in ((models_csv, [r for r in rows if not r["bench"].startswith("drift_")]),
+                       (drift_csv, [r for r in rows if r["bench"].startswith("drift_")])):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(keep)
+    drift = [r for r in rows if r["bench"].startswith("drift_")]
+    base = [before[r["bench"].removeprefix("drift_")] for r in drift]
+    overall = float(np.median([float(r["latency_ms"]) / b for r, b in zip(drift, base)]))
+    passes = [float(np.median([float(r["round_ms"].split(";")[i]) / b for r, b in zip(drift, base)]))
+              for i in range(len(drift[0]["round_ms"].split(";")))]
+    return overall, passes
 
 
 def main() -> int:
@@ -154,6 +168,7 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="a tiny sweep (checks the script, proves nothing)")
     args = p.parse_args()
     ops_csv, models_csv, all_csv = (OUT / f"host-ort-1t-{x}.csv" for x in ("ops", "models", "all"))
+    ops: list = []
     if not args.reuse:
         busy = _busy()
         if busy and not args.force:
@@ -162,9 +177,9 @@ def main() -> int:
             return 2
         cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
         OUT.mkdir(parents=True, exist_ok=True)
+        span = max(SPAN_BYTES, 4 * l2_bytes())
+        ops = sweep_items("quick" if args.smoke else "standard", args.seed, models=False, span=span)
         if not (args.reuse_ops and ops_csv.is_file()):
-            span = max(SPAN_BYTES, 4 * l2_bytes())
-            ops = sweep_items("quick" if args.smoke else "standard", args.seed, models=False, span=span)
             print(f"phase 1: {len(ops)} operator benchmarks on cpu {cpu}, 1 ONNX Runtime thread", file=sys.stderr)
             _time(ops, OUT / "kit-ops", ops_csv, args, cpu)
     samples, meta = read_measure_csv(ops_csv)
@@ -173,10 +188,11 @@ def main() -> int:
         items, changed = _model_items(prof, args.seed, *((2, 1, 1) if args.smoke else (40, 8, 12)))
         print(f"phase 2: {len(items)} compressed models ({changed} configs exported at the kernels the predictor "
               "chose)", file=sys.stderr)
-        _time(items, OUT / "kit-models", models_csv, args, cpu)
-        drift = _drift(OUT / "kit-ops", ops_csv, cpu)
-        print(f"machine drift: 24 operator rows re-timed after phase 2 / their phase-1 times: median {drift:.3f} "
-              "(1.000: the same machine speed for both phases)", file=sys.stderr)
+        drift_items = _drift_items(ops)
+        _time(items + drift_items, OUT / "kit-models", models_csv, args, cpu)
+        drift, per_pass = _split_drift(models_csv, ops_csv, OUT / "host-ort-1t-drift.csv")
+        print(f"machine drift: {len(drift_items)} operator rows timed in phase 2's passes / their phase-1 times: median "
+              f"{drift:.3f}, per pass {' '.join(f'{d:.3f}' for d in per_pass)} (1.000: the same machine speed)")
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
         all_csv.write_text("".join(lines))  # `maec calibrate host-ort-1t-all.csv --fit-on ops` gives the same
     prof.save(OUT / "host-ort-1t.json")
