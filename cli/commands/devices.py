@@ -37,6 +37,12 @@ def _figures(v: dict) -> str:
         parts.append(f"int8 ViTs held out: MAPE {100 * i8['mape']:.1f}%, {100 * i8['within_25pct']:.0f}% within ±25%")
     if v.get("size_scaling"):
         parts.append("size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in v["size_scaling"]))
+    pi4 = v.get("whole_vit_pi4")
+    if pi4:
+        h = pi4["heldout_size"]
+        parts.append(f"whole DeiT/ViT on a Pi 4 (batch 16), each size held out: MAPE {100 * h['mape']:.1f}%, "
+                     f"{100 * h['within_25pct']:.0f}% within ±25% (n={h['n']}); size scaling "
+                     + ", ".join(f"{100 * c['error']:+.0f}%" for c in pi4["size_scaling"]))
     if v.get("anchor_only"):
         parts.append("relative to the Pi 5 by ncnn ViT-B/32 times only, no held-out rows")
     d = v.get("default_model")
@@ -63,6 +69,16 @@ def run(args: argparse.Namespace) -> int:
             for c in p.validation.get("size_scaling", []):
                 print(f"    size scaling (held-out fits): {c['models']}: predicted {c['predicted']}, measured "
                       f"{c['measured']} ({100 * c['error']:+.1f}%)")
+            pi4 = p.validation.get("whole_vit_pi4")
+            if pi4:
+                for c in pi4["size_scaling"]:
+                    print(f"    size scaling on a Pi 4 (batch 16, larger model held out): {c['pair']}: predicted "
+                          f"{c['heldout']}, measured {c['measured']} ({100 * c['error']:+.1f}%; before the refit "
+                          f"{c['before_refit']})")
+                g, d = pi4["group_scales"], pi4["default_model_ms"]
+                print(f"    refit on whole ViTs: gemm x {g['gemm']}, rest x {g['rest']}, weights kept; ORT / PyTorch "
+                      f"eager {pi4['runtime_factor_ort_over_pytorch']} ({pi4['runtime_factor_note']}); default model "
+                      f"{d['before_refit']} -> {d['refit']} ms (at factor 1: {d['refit_at_factor_1']} ms)")
             for name, f in p.validation.get("runtime_factors", {}).items():
                 print(f"    runtime factor {name}: {f['median']} (range {f['range'][0]}-{f['range'][1]}, "
                       f"{f['pairs']} same-model pairs, {f['source']})")

@@ -103,6 +103,7 @@ class WholeRow:
     runtime: str
     dtype: str
     latency_ms: float
+    batch: int = 1
 
     @property
     def setting(self) -> tuple:
@@ -110,12 +111,13 @@ class WholeRow:
         return (self.source, self.device, self.core, self.ghz, self.threads, self.runtime, self.dtype)
 
 
-def read_rows(path: Path = DATA_CSV) -> list[WholeRow]:
-    """Every batch-1 row of the CSV (``shape`` None where the model is not a plain ViT)."""
+def read_rows(path: Path = DATA_CSV, batches: tuple[int, ...] = (1,)) -> list[WholeRow]:
+    """Every row of the CSV at one of ``batches`` (default batch 1; ``shape`` None where the model is not a
+    plain ViT)."""
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            if r["batch"] and r["batch"] != "1":
+            if int(r["batch"] or 1) not in batches:
                 continue
             ghz = re.search(r"@\s*([\d.]+)\s*GHz", r["cpu_cores"])
             img = int(r["img_size"]) if r["img_size"].isdigit() else None
@@ -123,18 +125,18 @@ def read_rows(path: Path = DATA_CSV) -> list[WholeRow]:
                 model=r["model"], family=r["family"], shape=vit_shape(r["model"], img), source=r["source_repo"],
                 device=r["device"], core=core_type(r["cpu_cores"]), ghz=float(ghz.group(1)) if ghz else None,
                 threads=int(float(r["threads"])) if r["threads"] else None, runtime=runtime_family(r["runtime"]),
-                dtype=r["dtype"].split(" ")[0], latency_ms=float(r["latency_ms"])))
+                dtype=r["dtype"].split(" ")[0], latency_ms=float(r["latency_ms"]), batch=int(r["batch"] or 1)))
     return out
 
 
 def term_groups(profile: DeviceProfile, shape: ModelShape, config: CompressionConfig | None = None,
-                split_int8: bool = False) -> np.ndarray:
-    """``[gemm, weights, rest]`` ms of ``profile``'s prediction of ``shape`` (compressed by ``config``; every
-    op at the kernel its bits ask for, no envelope), summing to it. ``split_int8``: ``[rest, int8 gemm, int8
-    weights]`` instead, where the last two are the int8 Linears' ``ns_per_mac`` / ``ns_per_weight`` terms and
-    the first is everything else."""
+                split_int8: bool = False, batch: int = 1) -> np.ndarray:
+    """``[gemm, weights, rest]`` ms of ``profile``'s prediction of ``shape`` at ``batch`` images per call
+    (compressed by ``config``; every op at the kernel its bits ask for, no envelope), summing to it.
+    ``split_int8``: ``[rest, int8 gemm, int8 weights]`` instead, where the last two are the int8 Linears'
+    ``ns_per_mac`` / ``ns_per_weight`` terms and the first is everything else."""
     g = np.zeros(3)
-    for op in decompose(shape, config):
+    for op in decompose(shape, config, batch=batch):
         key = key_of(op)
         coefs = profile.core[key]
         int8 = key.startswith("linear/w8")
@@ -155,7 +157,7 @@ def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list
     latency times its factor (runtime, clock) with the least squared relative error."""
     if not rows:
         raise ValueError("no rows to fit group scales on")
-    x = np.array([term_groups(profile, r.shape) for r in rows])
+    x = np.array([term_groups(profile, r.shape, batch=r.batch) for r in rows])
     y = np.array([r.latency_ms for r in rows]) * np.array(factors if factors is not None else [1.0] * len(rows))
     return nnls(x / y[:, None], np.ones(len(rows)))
 
