@@ -193,17 +193,23 @@ def _assumptions(threads: int, thread_f: float, int8_ratio: float) -> list[str]:
     return a
 
 
-def build_all(root: Path | None = None) -> list[DeviceProfile]:
-    rpi4, _ = build_rpi4(root)
+def build_rpi4_profiles(root: Path | None = None, *, seed: int = 0,
+                        heldout_frac: float = 0.2) -> tuple[list[DeviceProfile], list[DeviceProfile], HatFit]:
+    """``(shipped Pi 4 profiles, the HAT-based ones before the whole-ViT refit, the HAT fit)``."""
+    hat, fit = build_rpi4(root, seed=seed, heldout_frac=heldout_frac)
     f = runtime_factors(read_rows())
     factor = f["ort/tflite"]["median"] / f["pytorch-mobile/tflite"]["median"]
     text = (f"ORT / TFLite {f['ort/tflite']['median']:.3f} over PyTorch Mobile / TFLite "
             f"{f['pytorch-mobile/tflite']['median']:.3f}; PyTorch Mobile stands in for eager")
-    # the A76 profiles take the HAT-based structure: their own group fit makes them the same either way
     refit = [replace(p, validation={**p.validation, "ncnn_cross_check": ncnn_cross_check(p, root)})
-             for p in refit_rpi4(rpi4, factor, text, default_model_ms)]
-    return refit + build_vit_anchored(
-        next(p for p in rpi4 if p.threads == 1), root)
+             for p in refit_rpi4(hat, factor, text, default_model_ms)]
+    return refit, hat, fit
+
+
+def build_all(root: Path | None = None) -> list[DeviceProfile]:
+    rpi4, hat, _ = build_rpi4_profiles(root)
+    # the A76 profiles take the HAT-based structure: their own group fit makes them the same either way
+    return rpi4 + build_vit_anchored(next(p for p in hat if p.threads == 1), root)
 
 
 def main(argv: list[str] | None = None) -> int:
