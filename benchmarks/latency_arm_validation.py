@@ -40,6 +40,7 @@ from evaluators.latency.derive.vit_anchored import (
     to_ort_at_ref,
 )
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups
+from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
 
@@ -118,6 +119,14 @@ def main() -> int:
             print(f"| {name} | {r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source}) | "
                   f"{r.latency_ms:.1f} | {p:.1f} | {p / r.latency_ms:.3f} | {stated} |")
     rr = np.array(ratios)
+    pi = {}  # ncnn ViT-B/32 at 1 thread on the Pi 4 (fp32 on the A72) and the Pi 5 (fp16 on the A76)
+    for name, board in (("rpi4-a72-ort-1t", "Raspberry Pi 4"), ("rpi5-a76-ort-1t", "Raspberry Pi 5")):
+        r = next(r for r in rows if r.source == "Tencent/ncnn" and board in r.device and r.threads == 1 and r.shape)
+        pi[board] = (r.latency_ms, LatencyPredictor(name).predict_ms(r.shape, global_pool="token"))
+    m4, p4 = pi["Raspberry Pi 4"]
+    m5, p5 = pi["Raspberry Pi 5"]
+    print(f"\nncnn ViT-B/32, Pi 4 / Pi 5 at 1 thread: measured {m4 / m5:.2f}, profiles {p4 / p5:.2f} "
+          f"(measured / profiles {m4 / m5 / (p4 / p5):.2f}; ncnn runs fp16 on the Pi 5's A76, fp32 on the A72)")
     print(f"\n{len(rr)} rows: within ±25% {100 * np.mean(np.abs(rr - 1) <= 0.25):.0f}%, median predicted/measured "
           f"{np.median(rr):.3f} (no runtime factor applied: none is measured for these runtimes)")
 
@@ -137,13 +146,17 @@ def main() -> int:
     for c in size_checks(four, pi4, factor, 1.0):
         before = next(x["before_refit"] for x in w["size_scaling"] if x["pair"] == c["pair"])
         print(f"- size scaling {c['pair']} (batch 16, 4 threads, the larger model held out): predicted {c['heldout']:.2f}, "
-              f"measured {c['measured']:.2f} ({100 * c['error']:+.1f}%; the HAT-based profile said {before:.2f})")
+              f"measured {c['measured']:.2f} ({100 * c['error']:+.1f}%; the HAT-based profile said {before:.2f}, "
+              f"{100 * (before / c['measured'] - 1):+.1f}%)")
     d = w["default_model_ms"]
     print(f"- the embedded default model: {d['before_refit']:.1f} ms before the refit, **{default_model_ms(base):.1f} ms** now; "
           f"bounds: {d['refit_at_factor_1']:.1f} ms at runtime factor 1, {d['refit_with_hat_weights']:.1f} ms with HAT's "
           "weight term kept (the one group no A72 row tests)")
     g = term_groups(base, default_model_shape())
     print(f"- its term groups (gemm, weights, rest): {', '.join(f'{x:.1f}' for x in g)} ms")
+    mb = sum(4 * op.k * op.n for op in decompose(default_model_shape()) if op.kind == "linear") / 1e6
+    print(f"- its {mb:.1f} MB of fp32 weights per call: {mb / g[1]:.2f} GB/s effective with the shipped weight term, "
+          f"{mb / (g[1] / ws):.2f} GB/s with HAT's (PyTorch eager; 1 thread)")
     pred = LatencyPredictor(DEFAULT_PROFILE)
     a75 = qed_rows(rows, "Cortex-A75")
     top = max(r.ghz for r in a75)
