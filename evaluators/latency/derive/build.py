@@ -18,6 +18,9 @@ ONNX Runtime on the Pi 4's Cortex-A72 cores.
    (runs as fp32), int4 assumed (priors).
 5. Cross-check: the ncnn ViT-B/32 at 384 px on the Pi 4, predicted / measured (another runtime on
    the same CPU model, at 1.8 GHz where HAT's board clock is not recorded).
+6. The shipped Pi 4 profiles: steps 1-4 with their GEMM-compute, weight-streaming and other term groups
+   rescaled on whole DeiT/ViT Tiny/Small/Base timed on a Pi 4 (:mod:`evaluators.latency.derive.rpi4_whole`,
+   each size held out); ``build_rpi4_profiles`` returns both.
 
 Other devices: :mod:`evaluators.latency.derive.vit_anchored` -- the Cortex-A76 boards and phones fitted on
 measured whole ViTs of a phone A76 (three term groups of the Pi 4 profile rescaled, held out by model

@@ -18,7 +18,8 @@ from __future__ import annotations
 # reference host (Xeon, Sapphire Rapids class, ~3 GHz): ~2x clock x ~2.5x per clock on scalar and
 # short-vector code (published single-core scores: Raspberry Pi 4 ~ 1/5 of a current Xeon core).
 # Assumed, not measured; at 4 threads the same value (kernels on a few thousand values do not
-# parallelise usefully), so the 4-thread profile is conservative there.
+# parallelise usefully), so the 4-thread profile is conservative there. The shipped Pi 4 profiles then
+# rescale everything this sets by a fit on whole ViTs timed on a Pi 4 (derive/rpi4_whole.py: x 2.71).
 A72_SLOWDOWN_NON_GEMM = 5.0
 
 # int4 (MatMulNBits as written by toolkit.onnx_quant: no accuracy_level, so the kernel dequantizes
