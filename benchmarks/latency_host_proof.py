@@ -34,12 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from evaluators.latency.fit.calibrate import calibrate_rows, read_measure_csv
+from evaluators.latency.fit.calibrate import calibrate_rows, predict_with_footprint, read_measure_csv
 from evaluators.latency.fit.fit import (
     coefs_to_profile_parts,
     fit_coefficients,
     metrics,
-    predict_samples,
     profile_parts_to_coefs,
 )
 from evaluators.latency.measure.kit import build_kit, sweep_items
@@ -127,7 +126,9 @@ def _drift_items(ops: list, n: int = DRIFT_ROWS) -> list:
     """``n`` operator items spread evenly over the phase-1 sweep, renamed ``drift_*``: phase 2 times them in
     the same passes as the models, so the machine's speed *while the models are timed* is measured against
     phase 1 (this VM's speed moves 10-15% within an hour; a check after phase 2 missed a disturbed phase 2)."""
-    return [replace(it, bench=f"drift_{it.bench}") for it in ops[:: max(1, len(ops) // n)][:n]]
+    picked = ops[:: max(1, len(ops) // n)][:n]
+    deep = [it for it in ops if it.bench.startswith("block_") and it.bench.endswith(("_r6", "_r12"))]  # footprint rows
+    return [replace(it, bench=f"drift_{it.bench}") for it in picked + [d for d in deep if d not in picked]]
 
 
 def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path) -> tuple[float, list[float]]:
@@ -145,6 +146,11 @@ def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path) -> tuple[floa
             w.writeheader()
             w.writerows(keep)
     drift = [r for r in rows if r["bench"].startswith("drift_")]
+    deep = {r["bench"].removeprefix("drift_"): round(float(r["latency_ms"]) / before[r["bench"].removeprefix("drift_")], 3)
+            for r in drift if r["bench"].startswith("drift_block_")}
+    if deep:
+        print(f"footprint chains re-timed in phase 2 / phase 1: {deep}")
+    drift = [r for r in drift if not r["bench"].startswith("drift_block_")]
     base = [before[r["bench"].removeprefix("drift_")] for r in drift]
     overall = float(np.median([float(r["latency_ms"]) / b for r, b in zip(drift, base)]))
     passes = [float(np.median([float(r["round_ms"].split(";")[i]) / b for r, b in zip(drift, base)]))
@@ -199,7 +205,8 @@ def main() -> int:
     models, _ = read_measure_csv(models_csv)
     predictor = LatencyPredictor(prof)  # what the search uses: envelope and low-rank pairing included
     pred = np.array([predictor.predict_ops_ms([op for op, _ in s.terms]) for s in models])
-    raw = predict_samples(models, profile_parts_to_coefs(prof.core, prof.overhead["op_us"], prof.overhead["call_us"]))
+    raw = predict_with_footprint(models, profile_parts_to_coefs(prof.core, prof.overhead["op_us"],
+                                                                prof.overhead["call_us"]), prof.overhead.get("footprint"))
     meas = np.array([s.latency_ms for s in models])
     m, m_raw = metrics(pred, meas), metrics(raw, meas)
     ops_m = prof.validation.get("heldout_ops", metrics(np.array([]), np.array([])))

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             "confidence": dev.confidence, "task": task,
             "latency_ms": round(total, 4), "call_ms": round(predictor.call_ms, 4),
             "macs": sum(op.macs for op in ops), "weights": sum(op.params for op in ops),
-            "tokens_per_block": tokens,
+            "tokens_per_block": tokens, "weights_beyond_cache_ms": round(sum(r.ms for r in rows[len(ops):]), 4),
             "ops": [{**r.to_dict(), "shape": _dims(op)} for r, op in zip(rows, ops)]}, indent=1))
         return 0
     print(f"{args.model}{' + ' + args.config if args.config else ' (uncompressed)'} on {dev.name} "
@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         kernel = r.kernel if r.kernel == r.dtype else f"{r.kernel}*"
         print(f"{r.name:28s} {r.kind:9s} {_dims(op):26s} {op.params:9,.0f} {r.macs:12,.0f} {kernel:7s} "
               f"{r.ms:8.3f} {100 * r.ms / total:5.1f}")
+    for r in rows[len(ops):]:  # the profile's weight footprint beyond the cache (host profiles)
+        print(f"{'weights beyond the cache':28s} {r.kind:9s} {'':26s} {'':9s} {'':12s} {'':7s} {r.ms:8.3f} "
+              f"{100 * r.ms / total:5.1f}")
     print(f"{'runtime call overhead':28s} {'':9s} {'':26s} {'':9s} {'':12s} {'':7s} {predictor.call_ms:8.3f}")
     print(f"total: {sum(op.params for op in ops):,.0f} weights in Linears, {sum(op.macs for op in ops):,.0f} MACs, "
           f"predicted latency {total:.2f} ms")

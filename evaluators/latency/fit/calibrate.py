@@ -34,6 +34,55 @@ from evaluators.latency.predict.profile import DeviceProfile, load_profile
 
 MEASURE_COLUMNS = ("bench", "row_kind", "spec", "latency_ms", "threads")
 FIT_ON = ("all", "ops")
+FOOTPRINT_GRID_MB = tuple(range(1, 33))  # effective cache sizes tried (MB); one per MB
+
+
+def sample_weight_bytes(s: Sample) -> float:
+    """Weight bytes one call of sample ``s`` reads (its kernels' own dtypes)."""
+    from evaluators.latency.predict.cost import weight_bytes
+
+    return sum(count * weight_bytes(op) for op, count in s.terms) / s.calls
+
+
+def predict_with_footprint(samples: list[Sample], coefs: dict, footprint: dict | None) -> np.ndarray:
+    """:func:`predict_samples` plus each sample's weight footprint beyond the cache (``cost.footprint_ms``)."""
+    from evaluators.latency.predict.cost import footprint_ms
+
+    pred = predict_samples(samples, coefs)
+    if footprint:
+        pred = pred + np.array([s.calls * footprint_ms(sample_weight_bytes(s), footprint) for s in samples])
+    return pred
+
+
+def deep_rows(samples: list[Sample]) -> list[bool]:
+    """Which operator rows read far more weight per call than the sweep's usual span (chains of blocks
+    several deep): more than twice the median of the rows that have weights."""
+    w = np.array([sample_weight_bytes(s) for s in samples])
+    ref = float(np.median(w[w > 0])) if (w > 0).any() else 0.0
+    return [bool(ref and x > 2.0 * ref) for x in w]
+
+
+def fit_footprint(rows: list[Sample], coefs: dict) -> dict | None:
+    """``{"cache_bytes", "ns_per_byte"}`` of the weight footprint (``cost.footprint_ms``), or None when the
+    rows have no deep chains or no cost beyond a cache shows. For each effective cache size of
+    :data:`FOOTPRINT_GRID_MB`, the cost per byte beyond it is the least-squares fit (relative errors) of
+    what the per-operator coefficients leave over; the size with the least squared error wins."""
+    if not any(deep_rows(rows)):
+        return None
+    y = np.array([s.latency_ms for s in rows])
+    base = predict_samples(rows, coefs)
+    w = np.array([sample_weight_bytes(s) for s in rows])
+    calls = np.array([s.calls for s in rows])
+    best = None
+    for mb in FOOTPRINT_GRID_MB:
+        x = calls * np.maximum(0.0, w - mb * 1e6) * 1e-6 / y  # ms per (ns / byte), relative
+        r = (y - base) / y
+        k = max(0.0, float(np.sum(x * r) / np.sum(x * x))) if np.any(x > 0) else 0.0
+        loss = float(np.sum((k * x - r) ** 2))
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, mb, k)
+    _, mb, k = best
+    return {"cache_bytes": mb * 1e6, "ns_per_byte": k} if k > 0 else None
 
 
 def expected_keys() -> list[str]:
@@ -127,8 +176,13 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     train = [pool[i] for i in tr]
     test = [pool[i] for i in te] + (model_rows if fit_on == "ops" else [])
     assumptions: list[str] = []
+    footprint = None
     if {"linear", "attention"} <= kinds_measured:
-        coefs = fit_coefficients(train, robust=True)
+        # chains of blocks several deep (the sweep's footprint rows) price the weights beyond the cache,
+        # which the per-operator terms cannot: they are fitted on the rest, then the footprint on all
+        deep = deep_rows(train)
+        coefs = fit_coefficients([s for s, d in zip(train, deep) if not d] if any(deep) else train, robust=True)
+        footprint = fit_footprint([s for s in train if s.group != "model"], coefs)
         core, op_us, call_us = coefs_to_profile_parts(coefs)
         filled: list[str] = []
         if not set(expected_keys()) <= set(core):
@@ -159,12 +213,14 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     scored = full | ({("io_us",): coefs.get(("io_us",), 0.0)} if confidence != "low" else {})
     # Held-out rows are priced with the kernels they ran (no envelope: that is a deployment choice,
     # see LatencyPredictor.deployable_config), so these figures measure the cost model itself.
-    validation = {"heldout": metrics(predict_samples(test, scored), np.array([s.latency_ms for s in test])),
+    validation = {"heldout": metrics(predict_with_footprint(test, scored, footprint),
+                                     np.array([s.latency_ms for s in test])),
                   "seed": seed, "heldout_frac": heldout_frac, "fit_on": fit_on, "mode": mode}
     for label, rows in (("heldout_ops", [s for s in test if s.group != "model"]),
                         ("heldout_models", [s for s in test if s.group == "model"])):
         if rows:
-            validation[label] = metrics(predict_samples(rows, scored), np.array([s.latency_ms for s in rows]))
+            validation[label] = metrics(predict_with_footprint(rows, scored, footprint),
+                                        np.array([s.latency_ms for s in rows]))
     if confidence == "high" and validation["heldout"]["within_10pct"] < 0.8:
         confidence = "medium"
     threads = int(meta.get("threads") or 1)
@@ -177,7 +233,8 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
         name=name, device=meta.get("device") or name, cpu=meta.get("cpu_model") or "unknown",
         runtime=f"{runtime} (exported model, ORT_ENABLE_ALL, sequential)", threads=threads, confidence=confidence,
         core={k: {f: float(v) for f, v in d.items()} for k, d in sorted(core.items())},
-        overhead={"runtime": runtime, "op_us": {k: float(v) for k, v in sorted(op_us.items())}, "call_us": float(call_us)},
+        overhead={"runtime": runtime, "op_us": {k: float(v) for k, v in sorted(op_us.items())}, "call_us": float(call_us),
+                  **({"footprint": footprint} if footprint else {})},
         provenance=prov, validation=validation, assumptions=assumptions,
         notes=f"calibrated by `maec calibrate {source.name} --name {name}`")
 

@@ -100,9 +100,10 @@ def block_item(tokens: int, dim: int, heads: int, mlp: int, bits: int = 32, r: i
     (``heads`` x ``dim / heads``, ``mlp`` hidden units), Linears at ``bits`` (8: dynamic int8): operators
     in their block context, with ``R`` x the block's weights in use per call.
 
-    Not part of the sweeps: ``benchmarks/latency_cache_capacity.py`` uses it to see how the time per
-    block grows once a graph's weights outgrow the cache (the operator rows stream a fixed span). The
-    spec lists the block's operators (``ops.block_ops``), so its rows calibrate like any other."""
+    In the standard sweep at several depths (:data:`FOOTPRINT_CHAINS`): how the time per block grows once a
+    graph's weights outgrow the cache, which the operator rows (a fixed span) cannot show; ``maec calibrate``
+    fits the profile's weight footprint on them. ``benchmarks/latency_cache_capacity.py`` prints the curve.
+    The spec lists the block's operators (``ops.block_ops``), so its rows calibrate like any other."""
     if dim % heads:
         raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
     head_dim = dim // heads
@@ -218,6 +219,10 @@ MERGE_SHAPES = ((50, 192, 3, 64), (25, 192, 3, 64), (17, 64, 2, 32), (65, 128, 4
                 (197, 768, 12, 64), (99, 768, 12, 64), (13, 192, 3, 64))
 
 
+# (tokens, blocks R) of fp32 chains of the default model's block (width 192, 3 heads, 768 units: 1.77 MB of
+# weights each, so R = 12 reads 21 MB per call): the rows the weight footprint is fitted on
+FOOTPRINT_CHAINS = tuple((t, r) for t in (13, 50) for r in (1, 2, 4, 6, 8, 12))
+
 # (tokens, width, heads, MLP units, merged per block): merging blocks in their block context
 MERGING_BLOCK_SHAPES = ((50, 192, 3, 768, 6), (50, 192, 3, 768, 12), (197, 192, 3, 768, 24), (65, 128, 4, 512, 16),
                         (17, 64, 2, 256, 4))
@@ -279,4 +284,5 @@ def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchI
         items += [stem_item(kind, d, tokens=t) for t, d in ((50, 192), (13, 192), (49, 128), (197, 384))]
     for kind in ("mask", "unshuffle"):
         items += [stem_item(kind, d, tokens=t) for t, d in ((49, 192), (49, 128), (196, 384), (196, 512), (16, 64))]
+    items += [block_item(t, 192, 3, 768, 32, r=r) for t, r in FOOTPRINT_CHAINS]
     return items + merge_items()

@@ -1,7 +1,8 @@
 """The per-operator cost model: what a profile's numbers multiply.
 
     t_op [ms] = op_us[kind/dtype] * 1e-3 + sum_f core[kind/dtype][f] * feature_f(op) * 1e-6
-    t_model   = call_us * 1e-3 + sum over ops of t_op
+    t_model   = call_us * 1e-3 + sum over ops of t_op + footprint
+    footprint = ns_per_byte * max(0, weight bytes per call - cache_bytes) * 1e-6   (optional, host profiles)
 
 Features (all counts, so every coefficient is a time per unit and must be >= 0):
 
@@ -13,6 +14,12 @@ Features (all counts, so every coefficient is a time per unit and must be >= 0):
 * ``merge`` (token merging, ``mae.tome``): ``ns_per_mac`` x the bipartite score MACs, ``ns_per_elem``
   x m n (the token values weighted, scatter-added and divided);
 * elementwise kinds: ``ns_per_elem`` x elements.
+
+``footprint`` (a profile's ``overhead["footprint"]``, fitted by ``maec calibrate`` from chains of blocks at
+several depths): the operator rows stream a fixed span of weights that stays in cache between calls; a
+whole model whose weights per call (:func:`weight_bytes`, summed) exceed the effective cache pays per byte
+beyond it, which no single operator row can show. Shipped ARM profiles have none: their fits are on whole
+models past their small caches, so the cost is in their per-operator terms.
 
 With non-negative coefficients every feature grows with heads, units, rank and tokens, so fewer of
 them never predict slower. Bits are made monotone by the precision envelope (:func:`op_cost_ms`).
@@ -32,6 +39,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     **{k: ("ns_per_elem",) for k in ELEMENTWISE_KINDS},
 }
 LINEAR_DTYPES = ("fp32", "fp16", "w8a32", "w8a8", "w4a32", "w4a8")
+# weight bytes per weight at run time, by kernel: fp16 weights are folded to fp32 at session start (see below)
+WEIGHT_BYTES = {"fp32": 4.0, "fp16": 4.0, "w8a32": 1.0, "w8a8": 1.0, "w4a32": 0.5, "w4a8": 0.5}
 _BITS_OF = {"fp32": (32, 32), "fp16": (16, 32), "w8a32": (8, 32), "w8a8": (8, 8), "w4a32": (4, 32), "w4a8": (4, 8)}
 
 
@@ -60,6 +69,21 @@ def at_least_as_precise(dtype: str) -> tuple[str, ...]:
 def bits_of(dtype: str) -> int:
     """Weight bits of a Linear dtype."""
     return _BITS_OF[dtype][0]
+
+
+def weight_bytes(op: Op, kernel: str | None = None) -> float:
+    """Bytes of weights ``op`` reads per call when run with ``kernel`` (default: its own dtype); 0 for
+    operators without weights."""
+    if op.kind not in LINEAR_KINDS:
+        return 0.0
+    return op.k * op.n * WEIGHT_BYTES[kernel or dtype_of(op)]
+
+
+def footprint_ms(total_weight_bytes: float, footprint: dict | None) -> float:
+    """The per-call cost of weights beyond the effective cache (module doc); 0 without a footprint."""
+    if not footprint:
+        return 0.0
+    return footprint["ns_per_byte"] * max(0.0, total_weight_bytes - footprint["cache_bytes"]) * 1e-6
 
 
 def feature_values(op: Op) -> tuple[float, ...]:

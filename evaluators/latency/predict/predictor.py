@@ -14,7 +14,15 @@ from functools import lru_cache
 from typing import Literal
 
 from evaluators.latency.errors import ProfileError
-from evaluators.latency.predict.cost import at_least_as_precise, bits_of, cost_at_ms, dtype_of, op_cost_ms
+from evaluators.latency.predict.cost import (
+    at_least_as_precise,
+    bits_of,
+    cost_at_ms,
+    dtype_of,
+    footprint_ms,
+    op_cost_ms,
+    weight_bytes,
+)
 from evaluators.latency.predict.ops import Op, Task, decompose
 from evaluators.latency.predict.profile import DeviceProfile, load_profile
 from spaces.config import CompressionConfig
@@ -50,6 +58,7 @@ class LatencyPredictor:
         self._core = self.device.core
         self._op_us = self.device.overhead["op_us"]
         self._call_ms = float(self.device.overhead["call_us"]) * 1e-3
+        self._footprint = self.device.overhead.get("footprint")
         # Ops repeat across blocks (same shape, same bits): price each distinct one once.
         self._price = lru_cache(maxsize=4096)(self._price_uncached)
         self._price_at = lru_cache(maxsize=4096)(
@@ -67,8 +76,24 @@ class LatencyPredictor:
         return self._price(_key(op))[0]
 
     def predict_ops_ms(self, ops: list[Op]) -> float:
-        """Latency of one inference running ``ops``: per-call overhead plus each op's cost."""
-        return self._call_ms + sum(ms for _, ms, _ in self._priced(ops))
+        """Latency of one inference running ``ops``: per-call overhead plus each op's cost (plus the weight
+        footprint beyond the cache, where the profile has one)."""
+        priced = self._priced(ops)
+        return self._call_ms + sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)
+
+    def _footprint_ms(self, priced: list[tuple[Op, float, str]]) -> float:
+        """``cost.footprint_ms`` of the weight bytes the priced kernels read per call (a low-rank pair
+        priced as its dense Linear reads the dense matrix)."""
+        if not self._footprint:
+            return 0.0
+        total = 0.0
+        for i, (op, _, kernel) in enumerate(priced):
+            if kernel.startswith("dense-"):
+                if op.name.endswith(".first"):
+                    total += op.k * priced[i + 1][0].n * (weight_bytes(op, kernel.removeprefix("dense-")) / (op.k * op.n))
+                continue
+            total += weight_bytes(op, kernel)
+        return footprint_ms(total, self._footprint)
 
     def _priced(self, ops: list[Op]) -> list[tuple[Op, float, str]]:
         """``(op, ms, kernel)`` per op. A low-rank pair (``x.first``, ``x.second``) that would cost more
@@ -108,7 +133,8 @@ class LatencyPredictor:
         priced = self._priced(decompose(shape, config, **kw))
         if config is not None and config.act_bits == 8:
             alt = self._priced(decompose(shape, replace(config, act_bits=32), **kw))
-            if sum(ms for _, ms, _ in alt) < sum(ms for _, ms, _ in priced):
+            if (sum(ms for _, ms, _ in alt) + self._footprint_ms(alt)
+                    < sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)):
                 return alt
         return priced
 
@@ -116,15 +142,22 @@ class LatencyPredictor:
                    mask_ratio: float = 0.75, batch: int = 1, global_pool: Literal["avg", "token"] = "avg") -> float:
         """Predicted latency in ms of ``shape`` compressed by ``config`` (see :func:`decompose`)."""
         kw = {"task": task, "mask_ratio": mask_ratio, "batch": batch, "global_pool": global_pool}
-        return self._call_ms + sum(ms for _, ms, _ in self._choose(shape, config, kw))
+        priced = self._choose(shape, config, kw)
+        return self._call_ms + sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)
 
     def breakdown_ms(self, shape: ModelShape, config: CompressionConfig | None = None, **kw) -> list[OpCost]:
         """Per-operator costs in execution order; their sum plus ``call_ms`` is :meth:`predict_ms`.
         ``dtype`` is what the config asks for, ``kernel`` what was priced (they differ where the
-        envelope chose a more precise kernel; ``dense-*`` for a low-rank pair priced as one Linear)."""
+        envelope chose a more precise kernel; ``dense-*`` for a low-rank pair priced as one Linear). A
+        profile with a weight footprint adds a last row ``weights_beyond_cache`` (kind ``footprint``)."""
         asked = {op.name: dtype_of(op) for op in decompose(shape, config, **kw)}
-        return [OpCost(op.name, op.kind, asked.get(op.name, dtype_of(op)), kernel, op.macs, op.params, ms)
-                for op, ms, kernel in self._choose(shape, config, kw)]
+        priced = self._choose(shape, config, kw)
+        rows = [OpCost(op.name, op.kind, asked.get(op.name, dtype_of(op)), kernel, op.macs, op.params, ms)
+                for op, ms, kernel in priced]
+        extra = self._footprint_ms(priced)
+        if extra > 0:
+            rows.append(OpCost("weights_beyond_cache", "footprint", "fp32", "fp32", 0.0, 0.0, extra))
+        return rows
 
     def deployable_config(self, shape: ModelShape, config: CompressionConfig, **kw) -> CompressionConfig:
         """The config whose kernels are the ones :meth:`predict_ms` priced: weight bits raised and

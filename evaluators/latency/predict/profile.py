@@ -39,7 +39,8 @@ class DeviceProfile:
 
     ``core["linear/w8a8"] = {"ns_per_mac": .., "ns_per_weight": .., "ns_per_act": ..}`` (see
     :data:`evaluators.latency.predict.cost.FEATURES` for each kind's terms); ``overhead = {"runtime": str,
-    "op_us": {"linear/fp32": .., ...}, "call_us": ..}``. ``validation`` holds held-out metrics
+    "op_us": {"linear/fp32": .., ...}, "call_us": .., "footprint": {"cache_bytes": .., "ns_per_byte": ..}}``
+    (``footprint`` optional: :func:`evaluators.latency.predict.cost.footprint_ms`). ``validation`` holds held-out metrics
     (``mape``, ``within_10pct``, ``n``) and cross-checks; ``provenance`` one entry per data source
     (``repo``, ``commit``, ``file``, ``rows_used``, ``use``).
     """
@@ -90,6 +91,11 @@ class DeviceProfile:
             raise ProfileError(f"{source}: overhead needs 'op_us' (per operator) and 'call_us'")
         _check_numbers({"op_us": overhead["op_us"]}, f"{source}: overhead")
         _check_number(overhead["call_us"], f"{source}: overhead.call_us")
+        if "footprint" in overhead:
+            fp = overhead["footprint"]
+            if not isinstance(fp, dict) or set(fp) != {"cache_bytes", "ns_per_byte"}:
+                raise ProfileError(f"{source}: overhead.footprint needs exactly 'cache_bytes' and 'ns_per_byte'")
+            _check_numbers(fp, f"{source}: overhead.footprint")
         return cls(**d)
 
     @classmethod

@@ -127,3 +127,26 @@ def test_the_deployable_config_is_what_was_priced(cfg, task):
         for a, b in zip(dep.blocks + dep.decoder_blocks, cfg.blocks + cfg.decoder_blocks):
             assert all(a.weight_bits[k] >= b.weight_bits[k] for k in LINEARS)
             assert all(a.ranks[k] in (None, b.ranks[k]) for k in LINEARS)
+
+
+def test_a_weight_footprint_adds_the_bytes_beyond_the_cache_and_keeps_fewer_bits_cheaper():
+    from dataclasses import replace as dc_replace
+
+    from evaluators.latency.predict.cost import footprint_ms
+    from evaluators.latency.predict.ops import decompose
+    from evaluators.latency.predict.profile import load_profile
+
+    base = load_profile(None)
+    fp = {"cache_bytes": 2e6, "ns_per_byte": 0.5}
+    with_fp = LatencyPredictor(dc_replace(base, overhead={**base.overhead, "footprint": fp}))
+    plain = LatencyPredictor(base)
+    ident = CompressionConfig.identity(SHAPE)
+    weights = sum(4 * op.k * op.n for op in decompose(SHAPE, ident, task="classify") if op.kind in ("linear", "conv"))
+    extra = with_fp.predict_ms(SHAPE, ident, task="classify") - plain.predict_ms(SHAPE, ident, task="classify")
+    assert extra == pytest.approx(footprint_ms(weights, fp), rel=1e-9) and extra > 0
+    rows = with_fp.breakdown_ms(SHAPE, ident, task="classify")
+    assert rows[-1].kind == "footprint" and sum(r.ms for r in rows) + with_fp.call_ms == pytest.approx(
+        with_fp.predict_ms(SHAPE, ident, task="classify"))
+    int8 = CompressionConfig.from_dict({**ident.to_dict(), "blocks": [
+        {**b.to_dict(), "weight_bits": {k: 8 for k in LINEARS}} for b in ident.blocks]})
+    assert with_fp.predict_ms(SHAPE, int8, task="classify") <= with_fp.predict_ms(SHAPE, ident, task="classify")
