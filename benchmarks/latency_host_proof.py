@@ -34,7 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from evaluators.latency.fit.calibrate import calibrate_rows, predict_with_footprint, read_measure_csv
+from evaluators.latency.fit.calibrate import (
+    calibrate_rows,
+    predict_with_footprint,
+    read_measure_csv,
+    sample_weight_bytes,
+)
 from evaluators.latency.fit.fit import (
     coefs_to_profile_parts,
     fit_coefficients,
@@ -227,6 +232,19 @@ def main() -> int:
             km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
             print(f"  of which {kind}: n={km['n']}, MAPE {100 * km['mape']:.1f}%, within ±10%: "
                   f"{100 * km['within_10pct']:.1f}%, errors {100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+    wb = np.array([sample_weight_bytes(s) for s in models]) / 1e6
+    fp = prof.overhead.get("footprint")
+    print("  by weight bytes per call (footprint: "
+          + (f"{fp['ns_per_byte']:.4f} ns per byte beyond {fp['cache_bytes'] / 1e6:.0f} MB" if fp else "none fitted") + "):")
+    for lo, hi in ((0, 4), (4, 1e9)):
+        sel = (wb > lo) & (wb <= hi)
+        if sel.any():
+            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
+            print(f"    {lo:g}-{hi:g} MB: n={km['n']}, within ±10%: {100 * km['within_10pct']:.1f}%, errors "
+                  f"{100 * err.min():+.1f}% .. {100 * err.max():+.1f}%" if hi < 1e9 else
+                  f"    > {lo:g} MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB "
+                                              f"{100 * e:+.1f}%" for s, w, e in zip(
+                                                  [m for m, k in zip(models, sel) if k], wb[sel], err)))
     print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,35 +55,33 @@ def predict_with_footprint(samples: list[Sample], coefs: dict, footprint: dict |
     return pred
 
 
-def deep_rows(samples: list[Sample]) -> list[bool]:
-    """Which operator rows read far more weight per call than the sweep's usual span (chains of blocks
-    several deep): more than twice the median of the rows that have weights."""
-    w = np.array([sample_weight_bytes(s) for s in samples])
-    ref = float(np.median(w[w > 0])) if (w > 0).any() else 0.0
-    return [bool(ref and x > 2.0 * ref) for x in w]
-
-
-def fit_footprint(rows: list[Sample], coefs: dict) -> dict | None:
-    """``{"cache_bytes", "ns_per_byte"}`` of the weight footprint (``cost.footprint_ms``), or None when the
-    rows have no deep chains or no cost beyond a cache shows. For each effective cache size of
-    :data:`FOOTPRINT_GRID_MB`, the cost per byte beyond it is the least-squares fit (relative errors) of
-    what the per-operator coefficients leave over; the size with the least squared error wins."""
-    if not any(deep_rows(rows)):
-        return None
-    y = np.array([s.latency_ms for s in rows])
-    base = predict_samples(rows, coefs)
-    w = np.array([sample_weight_bytes(s) for s in rows])
-    calls = np.array([s.calls for s in rows])
-    best = None
+def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
+    """Per-operator coefficients and the weight footprint (``cost.footprint_ms``), fitted jointly: for each
+    effective cache size of :data:`FOOTPRINT_GRID_MB` a column of the bytes each row reads beyond it joins
+    the design (its coefficient: ns per byte), and the size whose fit leaves the least squared relative error
+    wins -- if it beats the plain fit by more than BIC's price of its two extra parameters (cache size and cost:
+    n log(loss ratio) < -2 log n), so noise cannot buy a footprint. Rows that read more weights than a cache
+    size (the sweep's chains of up to 12 blocks, 21 MB) are what can show it; without them, or when no cost
+    beyond a cache shows, the footprint is None and the coefficients are the plain fit."""
+    y = np.array([s.latency_ms for s in train])
+    w = np.array([sample_weight_bytes(s) for s in train])
+    plain = fit_coefficients(train, robust=True)
+    best = (float(np.sum((predict_samples(train, plain) / y - 1) ** 2)), plain, None)
     for mb in FOOTPRINT_GRID_MB:
-        x = calls * np.maximum(0.0, w - mb * 1e6) * 1e-6 / y  # ms per (ns / byte), relative
-        r = (y - base) / y
-        k = max(0.0, float(np.sum(x * r) / np.sum(x * x))) if np.any(x > 0) else 0.0
-        loss = float(np.sum((k * x - r) ** 2))
-        if best is None or loss < best[0] - 1e-12:
-            best = (loss, mb, k)
-    _, mb, k = best
-    return {"cache_bytes": mb * 1e6, "ns_per_byte": k} if k > 0 else None
+        if not np.any(w > mb * 1e6):
+            break
+        rows = [replace(s, extra=s.extra + (("footprint", s.calls * max(0.0, x - mb * 1e6) * 1e-6),))
+                for s, x in zip(train, w)]
+        coefs = fit_coefficients(rows, robust=True)
+        k = coefs.get(("extra", "footprint"), 0.0)
+        loss = float(np.sum((predict_samples(rows, coefs) / y - 1) ** 2))
+        if k > 0 and loss < best[0]:
+            best = (loss, {c: v for c, v in coefs.items() if c != ("extra", "footprint")},
+                    {"cache_bytes": mb * 1e6, "ns_per_byte": k})
+    n, plain_loss = len(train), float(np.sum((predict_samples(train, plain) / y - 1) ** 2))
+    if best[2] is None or n * math.log(max(best[0], 1e-300) / max(plain_loss, 1e-300)) >= -2 * math.log(n):
+        return plain, None
+    return best[1], best[2]
 
 
 def expected_keys() -> list[str]:
@@ -178,11 +177,8 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     assumptions: list[str] = []
     footprint = None
     if {"linear", "attention"} <= kinds_measured:
-        # chains of blocks several deep (the sweep's footprint rows) price the weights beyond the cache,
-        # which the per-operator terms cannot: they are fitted on the rest, then the footprint on all
-        deep = deep_rows(train)
-        coefs = fit_coefficients([s for s, d in zip(train, deep) if not d] if any(deep) else train, robust=True)
-        footprint = fit_footprint([s for s in train if s.group != "model"], coefs)
+        # the sweep's chains of 1-12 blocks price the weights beyond the cache, which no operator row can
+        coefs, footprint = fit_with_footprint(train)
         core, op_us, call_us = coefs_to_profile_parts(coefs)
         filled: list[str] = []
         if not set(expected_keys()) <= set(core):

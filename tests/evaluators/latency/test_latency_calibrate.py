@@ -111,7 +111,7 @@ def test_hat_outlier_rules_drop_the_disturbed_start_and_spikes_only():
 def test_a_weight_footprint_is_recovered_from_the_deep_chains_and_absent_without_one(tmp_path):
     """A device whose weights beyond 8 MB per call cost 1 ns per byte (the truth): the sweep's chains of
     1-12 blocks show it, the fit finds the cache size and the cost, and held-out models keep within 10%."""
-    from evaluators.latency.fit.calibrate import fit_footprint, read_measure_csv, sample_weight_bytes
+    from evaluators.latency.fit.calibrate import read_measure_csv, sample_weight_bytes
     from evaluators.latency.predict.cost import footprint_ms
 
     truth_fp = {"cache_bytes": 8e6, "ns_per_byte": 1.0}
@@ -126,6 +126,5 @@ def test_a_weight_footprint_is_recovered_from_the_deep_chains_and_absent_without
     fp = prof.overhead["footprint"]
     assert fp["cache_bytes"] == pytest.approx(8e6, abs=1e6) and fp["ns_per_byte"] == pytest.approx(1.0, rel=0.15)
     assert prof.validation["heldout_models"]["within_10pct"] >= 0.9
-    _write(path, _synthetic_rows(noise=0.0))  # the same device without the footprint: none is fitted
+    _write(path, _synthetic_rows(noise=0.02))  # the same device without the footprint, 2% noise: none is bought
     assert "footprint" not in calibrate_file(path, name="flat", fit_on="ops", seed=0).overhead
-    assert fit_footprint(samples[:5], {}) is None  # no deep chains among the rows: nothing to fit on
