@@ -245,6 +245,15 @@ def main() -> int:
                   f"    > {lo:g} MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB "
                                               f"{100 * e:+.1f}%" for s, w, e in zip(
                                                   [m for m, k in zip(models, sel) if k], wb[sel], err)))
+    if fp:  # the same rows without the footprint term: what it bought on this run
+        flat = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops",
+                              footprint=False)
+        pf = LatencyPredictor(flat)
+        pred_f = np.array([pf.predict_ops_ms([op for op, _ in s.terms]) for s in models])
+        mf, big = metrics(pred_f, meas), (pred_f / meas - 1)[wb > 4]
+        print(f"  the same rows fitted without the footprint: models within ±10% {100 * mf['within_10pct']:.1f}%, "
+              f"operator rows held out {100 * flat.validation['heldout_ops']['within_10pct']:.0f}%, models > 4 MB "
+              + ", ".join(f"{100 * e:+.1f}%" for e in big))
     print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))

@@ -161,8 +161,10 @@ def _scale_to(base: DeviceProfile, samples: list[Sample]) -> float:
 
 
 def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, source: Path, seed: int = 0,
-                   heldout_frac: float = 0.2, fit_on: str = "all", base: DeviceProfile | None = None) -> DeviceProfile:
-    """Fit a profile to measurement samples; see the module docstring for the two modes."""
+                   heldout_frac: float = 0.2, fit_on: str = "all", base: DeviceProfile | None = None,
+                   footprint: bool = True) -> DeviceProfile:
+    """Fit a profile to measurement samples; see the module docstring for the two modes. ``footprint``:
+    also fit the weight footprint (:func:`fit_with_footprint`; False: the per-operator terms alone)."""
     if fit_on not in FIT_ON:
         raise CalibrationError(f"--fit-on must be one of {', '.join(FIT_ON)}, got {fit_on!r}")
     op_rows = [s for s in samples if s.group != "model"]
@@ -175,10 +177,10 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     train = [pool[i] for i in tr]
     test = [pool[i] for i in te] + (model_rows if fit_on == "ops" else [])
     assumptions: list[str] = []
-    footprint = None
+    fp = None
     if {"linear", "attention"} <= kinds_measured:
         # the sweep's chains of 1-12 blocks price the weights beyond the cache, which no operator row can
-        coefs, footprint = fit_with_footprint(train)
+        coefs, fp = fit_with_footprint(train) if footprint else (fit_coefficients(train, robust=True), None)
         core, op_us, call_us = coefs_to_profile_parts(coefs)
         filled: list[str] = []
         if not set(expected_keys()) <= set(core):
@@ -209,13 +211,13 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     scored = full | ({("io_us",): coefs.get(("io_us",), 0.0)} if confidence != "low" else {})
     # Held-out rows are priced with the kernels they ran (no envelope: that is a deployment choice,
     # see LatencyPredictor.deployable_config), so these figures measure the cost model itself.
-    validation = {"heldout": metrics(predict_with_footprint(test, scored, footprint),
+    validation = {"heldout": metrics(predict_with_footprint(test, scored, fp),
                                      np.array([s.latency_ms for s in test])),
                   "seed": seed, "heldout_frac": heldout_frac, "fit_on": fit_on, "mode": mode}
     for label, rows in (("heldout_ops", [s for s in test if s.group != "model"]),
                         ("heldout_models", [s for s in test if s.group == "model"])):
         if rows:
-            validation[label] = metrics(predict_with_footprint(rows, scored, footprint),
+            validation[label] = metrics(predict_with_footprint(rows, scored, fp),
                                         np.array([s.latency_ms for s in rows]))
     if confidence == "high" and validation["heldout"]["within_10pct"] < 0.8:
         confidence = "medium"
@@ -230,7 +232,7 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
         runtime=f"{runtime} (exported model, ORT_ENABLE_ALL, sequential)", threads=threads, confidence=confidence,
         core={k: {f: float(v) for f, v in d.items()} for k, d in sorted(core.items())},
         overhead={"runtime": runtime, "op_us": {k: float(v) for k, v in sorted(op_us.items())}, "call_us": float(call_us),
-                  **({"footprint": footprint} if footprint else {})},
+                  **({"footprint": fp} if fp else {})},
         provenance=prov, validation=validation, assumptions=assumptions,
         notes=f"calibrated by `maec calibrate {source.name} --name {name}`")
 
