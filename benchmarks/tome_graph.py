@@ -4,7 +4,8 @@ Prints, for the shipped classifier plain and merging 1/16 of its tokens per bloc
 ONNX Runtime's optimised graph, against the nodes of one ``merge_item`` micro-benchmark copy (what the
 predictor's merge operator is fitted on); and the token dimension ONNX shape inference (data propagation
 on) gives the MLP of block 2: a number when the export writes token counts as constants
-(``mae.tome.static_dim``), a symbol when they are shape arithmetic.
+(``mae.tome.static_dim``), a symbol when they are shape arithmetic; and the whole optimised graph of the
+1/4 schedule as exported (batch 1, ``toolkit.export``) against the same model with a dynamic batch axis.
 
     python benchmarks/tome_graph.py            # seconds
 """
@@ -14,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,6 +60,20 @@ def main() -> int:
         fc1 = next(n for n in inferred.graph.node if n.name.startswith("/blocks.2/mlp/fc1/MatMul"))
         print(f"token dimension of block 2's MLP input after two merges, as shape inference sees it: "
               f"{dims[fc1.output[0]][1]} (expected 41)")
+        quarter = create_model("mae_vit_tiny_p4_28").eval()
+        apply_token_merging(quarter, replace(ident, blocks=merge_schedule(ident.blocks, 0.25, 50)))
+        export_onnx(quarter, tmp / "quarter.onnx")
+        real_export = torch.onnx.export
+
+        def dynamic_batch(*a, **k):  # what the export did before merging models got a static batch
+            return real_export(*a, **{**k, "dynamic_axes": {"images": {0: "batch"}, "logits": {0: "batch"}}})
+
+        with mock.patch("torch.onnx.export", dynamic_batch):
+            export_onnx(quarter, tmp / "quarter_dyn.onnx")
+        n = {k: optimised(tmp / f"{k}.onnx").node for k in ("quarter", "quarter_dyn")}
+        print(f"merge 1/4, whole optimised graph: {len(n['quarter'])} nodes as exported (static batch 1, "
+              f"{sum(x.op_type == 'Shape' for x in n['quarter'])} Shape), {len(n['quarter_dyn'])} with a dynamic batch axis "
+              f"({sum(x.op_type == 'Shape' for x in n['quarter_dyn'])} Shape)")
     return 0
 
 

@@ -149,8 +149,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: tuple[int, .
 
     A model that merges tokens (``mae.tome``) is exported at the batch of ``input_shape`` (edge deployment:
     1): against a symbolic batch, each merge's index arithmetic (shape, gather, concat, expand) is graph
-    nodes ONNX Runtime cannot fold -- 268 of 637 nodes at a 1/4 schedule on the default model, 13% of its
-    host time -- and the predictor's merge rows are static exports too.
+    nodes ONNX Runtime cannot fold -- 637 nodes instead of 369 at a 1/4 schedule on the default model
+    (``benchmarks/tome_graph.py``) -- and the predictor's merge rows are static exports too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
