@@ -1,5 +1,5 @@
 """Helpers of the engine's tests: quick searches on the tiny test model, a few hundred Fashion-MNIST
-images, two recovery steps and the default ARM profile (the tiny model predicts 0.09-0.5 ms there, so
+images, two recovery steps and the default ARM profile (the tiny model predicts about 0.1-1 ms there without merging, so
 a 0.3 ms budget splits the space)."""
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ State = optuna.trial.TrialState
 def test_ray_trials_land_in_the_study_like_optuna_trials(tmp_path, tiny_ckpt):
     # a budget that prunes some trials far over it, and the top trials recovered after the search: the
     # two backends must agree on every value, state and recovered score
-    common = {"trials": 6, "far_over_budget": 1.0, "warm_start": False}
+    common = {"trials": 6, "far_over_budget": 1.0, "warm_start": False, "budget_ms": 0.4}
     by_optuna = search(quick_settings(tmp_path, tiny_ckpt, study_name="optuna", **common))
     by_ray = search(quick_settings(tmp_path, tiny_ckpt, study_name="ray", backend="ray", jobs=2, **common))
     import ray

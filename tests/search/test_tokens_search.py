@@ -32,7 +32,7 @@ def test_the_allocate_strategy_solves_under_a_sampled_merge_schedule(tmp_path, t
     monkeypatch.chdir(tmp_path)
     from search.setup import build_setup
 
-    settings = quick_settings(tmp_path, tiny_ckpt, space="allocate", sensitivity_images=16, budget_ms=1.2,
+    settings = quick_settings(tmp_path, tiny_ckpt, space="allocate", sensitivity_images=16, budget_ms=3.5,
                               techniques=("prune", "quant", "lowrank", "tokens", "distill"))
     setup = build_setup(settings)
     params = {"merge": 0.25, "budget_share": 1.0, "act_bits": 32}
