@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{c['heldout']}, measured {c['measured']} ({100 * c['error']:+.1f}%; before the refit "
                           f"{c['before_refit']})")
                 g, d = pi4["group_scales"], pi4["default_model_ms"]
-                print(f"    refit on whole ViTs: gemm x {g['gemm']}, rest x {g['rest']}, weights kept; ORT / PyTorch "
+                print(f"    refit on whole ViTs: gemm x {g['gemm']}, rest x {g['rest']}, weights x {g['weights']}; ORT / PyTorch "
                       f"eager {pi4['runtime_factor_ort_over_pytorch']} ({pi4['runtime_factor_note']}); default model "
                       f"{d['before_refit']} -> {d['refit']} ms (at factor 1: {d['refit_at_factor_1']} ms)")
             for name, f in p.validation.get("runtime_factors", {}).items():
