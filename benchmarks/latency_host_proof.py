@@ -163,6 +163,11 @@ def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path) -> tuple[floa
     return overall, passes
 
 
+def _predict_models(predictor: LatencyPredictor, models: list) -> np.ndarray:
+    """Each model row's operators priced by ``predictor`` (envelope, low-rank pairing, footprint included)."""
+    return np.array([predictor.predict_ops_ms([op for op, _ in s.terms]) for s in models])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reuse", action="store_true", help="do not measure; recalibrate and report the existing CSVs")
@@ -209,7 +214,7 @@ def main() -> int:
     prof.save(OUT / "host-ort-1t.json")
     models, _ = read_measure_csv(models_csv)
     predictor = LatencyPredictor(prof)  # what the search uses: envelope and low-rank pairing included
-    pred = np.array([predictor.predict_ops_ms([op for op, _ in s.terms]) for s in models])
+    pred = _predict_models(predictor, models)
     raw = predict_with_footprint(models, profile_parts_to_coefs(prof.core, prof.overhead["op_us"],
                                                                 prof.overhead["call_us"]), prof.overhead.get("footprint"))
     meas = np.array([s.latency_ms for s in models])
@@ -236,24 +241,22 @@ def main() -> int:
     fp = prof.overhead.get("footprint")
     print("  by weight bytes per call (footprint: "
           + (f"{fp['ns_per_byte']:.4f} ns per byte beyond {fp['cache_bytes'] / 1e6:.0f} MB" if fp else "none fitted") + "):")
-    for lo, hi in ((0, 4), (4, 1e9)):
-        sel = (wb > lo) & (wb <= hi)
-        if sel.any():
-            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
-            print(f"    {lo:g}-{hi:g} MB: n={km['n']}, within ±10%: {100 * km['within_10pct']:.1f}%, errors "
-                  f"{100 * err.min():+.1f}% .. {100 * err.max():+.1f}%" if hi < 1e9 else
-                  f"    > {lo:g} MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB "
-                                              f"{100 * e:+.1f}%" for s, w, e in zip(
-                                                  [m for m, k in zip(models, sel) if k], wb[sel], err)))
+    small, big = wb <= 4, wb > 4
+    if small.any():
+        km, err = metrics(pred[small], meas[small]), pred[small] / meas[small] - 1
+        print(f"    0-4 MB: n={km['n']}, within ±10%: {100 * km['within_10pct']:.1f}%, errors "
+              f"{100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+    if big.any():
+        print("    > 4 MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB {100 * (p / y - 1):+.1f}%"
+                                      for s, w, p, y, b in zip(models, wb, pred, meas, big) if b))
     if fp:  # the same rows without the footprint term: what it bought on this run
         flat = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops",
                               footprint=False)
-        pf = LatencyPredictor(flat)
-        pred_f = np.array([pf.predict_ops_ms([op for op, _ in s.terms]) for s in models])
-        mf, big = metrics(pred_f, meas), (pred_f / meas - 1)[wb > 4]
+        pred_f = _predict_models(LatencyPredictor(flat), models)
+        mf = metrics(pred_f, meas)
         print(f"  the same rows fitted without the footprint: models within ±10% {100 * mf['within_10pct']:.1f}%, "
               f"operator rows held out {100 * flat.validation['heldout_ops']['within_10pct']:.0f}%, models > 4 MB "
-              + ", ".join(f"{100 * e:+.1f}%" for e in big))
+              + ", ".join(f"{100 * e:+.1f}%" for e in (pred_f / meas - 1)[big]))
     print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from evaluators.latency.derive import priors
 from evaluators.latency.derive.rpi4_whole import refit_rpi4
-from evaluators.latency.derive.vit_anchored import build_vit_anchored, runtime_factors
+from evaluators.latency.derive.vit_anchored import build_vit_anchored
 from evaluators.latency.fit.hat_fit import TRANSFERRED, HatFit, fit_hat, hat_provenance
 from evaluators.latency.fit.sources import (
     NCNN_COMMIT,
@@ -49,7 +49,6 @@ from evaluators.latency.fit.sources import (
     ncnn_vit_rows,
     paddle_ratios,
 )
-from evaluators.latency.fit.whole_model import read_rows
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
 GEMM_KINDS = ("linear", "conv", "attention")
@@ -200,12 +199,8 @@ def build_rpi4_profiles(root: Path | None = None, *, seed: int = 0,
                         heldout_frac: float = 0.2) -> tuple[list[DeviceProfile], list[DeviceProfile], HatFit]:
     """``(shipped Pi 4 profiles, the HAT-based ones before the whole-ViT refit, the HAT fit)``."""
     hat, fit = build_rpi4(root, seed=seed, heldout_frac=heldout_frac)
-    f = runtime_factors(read_rows())
-    factor = f["ort/tflite"]["median"] / f["pytorch-mobile/tflite"]["median"]
-    text = (f"ORT / TFLite {f['ort/tflite']['median']:.3f} over PyTorch Mobile / TFLite "
-            f"{f['pytorch-mobile/tflite']['median']:.3f}; PyTorch Mobile stands in for eager")
     refit = [replace(p, validation={**p.validation, "ncnn_cross_check": ncnn_cross_check(p, root)})
-             for p in refit_rpi4(hat, factor, text, default_model_ms)]
+             for p in refit_rpi4(hat, default_model_ms)]
     return refit, hat, fit
 
 

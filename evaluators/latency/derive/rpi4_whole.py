@@ -58,13 +58,12 @@ def _size(r: WholeRow) -> str:
 BIG_CORES = ("Cortex-A76", "Cortex-A75", "Samsung M4")  # out-of-order cores with multi-size whole-ViT rows
 
 
-def big_core_weight_scales(profile: DeviceProfile, rows: list[WholeRow]) -> dict[str, float]:
+def big_core_weight_scales(profile: DeviceProfile, rows: list[WholeRow], f: dict) -> dict[str, float]:
     """``{"core, runtime": weights-group scale}`` of each big core's one-core whole-ViT fit (qed rows, ORT at
-    the reference clock) relative to ``profile``."""
-    from evaluators.latency.derive.vit_anchored import qed_rows, runtime_factors, to_ort_at_ref
+    the reference clock by the runtime factors ``f``) relative to ``profile``."""
+    from evaluators.latency.derive.vit_anchored import qed_rows, to_ort_at_ref
     from evaluators.latency.fit.whole_model import fit_group_scales
 
-    f = runtime_factors(rows)
     out = {}
     for core in BIG_CORES:
         for rt in ("tflite", "pytorch-mobile"):
@@ -121,13 +120,20 @@ def size_checks(profile: DeviceProfile, rows: list[WholeRow], factor: float, wei
     return out
 
 
-def refit_rpi4(profiles: list[DeviceProfile], factor: float, factor_text: str, default_ms,
-               csv=DATA_CSV) -> list[DeviceProfile]:
-    """``profiles`` (the HAT-based Pi 4 ones) with gemm and rest scaled by the fit on the 4-thread profile;
-    ``default_ms(profile)`` prices the embedded default model for the notes and the bound."""
-    rows = pi4_rows(read_rows(csv, batches=(16,)))
+def refit_rpi4(profiles: list[DeviceProfile], default_ms, csv=DATA_CSV) -> list[DeviceProfile]:
+    """``profiles`` (the HAT-based Pi 4 ones) with their term groups scaled (module doc) by the fit on the
+    4-thread profile; ``default_ms(profile)`` prices the embedded default model for the notes and the bounds."""
+    from evaluators.latency.derive.vit_anchored import runtime_factors
+
+    every = read_rows(csv, batches=(1, 16))
+    batch1 = [r for r in every if r.batch == 1]
+    rows = pi4_rows([r for r in every if r.batch == 16])
+    f = runtime_factors(batch1)
+    factor = f["ort/tflite"]["median"] / f["pytorch-mobile/tflite"]["median"]
+    factor_text = (f"ORT / TFLite {f['ort/tflite']['median']:.3f} over PyTorch Mobile / TFLite "
+                   f"{f['pytorch-mobile/tflite']['median']:.3f}; PyTorch Mobile stands in for eager")
     base1 = next(p for p in profiles if p.threads == 1)
-    big = big_core_weight_scales(base1, read_rows(csv))
+    big = big_core_weight_scales(base1, batch1, f)
     w = max(big.values())
     base4 = next(p for p in profiles if p.threads == 4)
     scales = fit_gemm_rest(base4, rows, factor, w)

@@ -63,14 +63,18 @@ def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
     n log(loss ratio) < -2 log n), so noise cannot buy a footprint. Rows that read more weights than a cache
     size (the sweep's chains of up to 12 blocks, 21 MB) are what can show it; without them, or when no cost
     beyond a cache shows, the footprint is None and the coefficients are the plain fit."""
+    from evaluators.latency.predict.cost import footprint_ms
+
     y = np.array([s.latency_ms for s in train])
     w = np.array([sample_weight_bytes(s) for s in train])
     plain = fit_coefficients(train, robust=True)
-    best = (float(np.sum((predict_samples(train, plain) / y - 1) ** 2)), plain, None)
+    plain_loss = float(np.sum((predict_samples(train, plain) / y - 1) ** 2))
+    best = (plain_loss, plain, None)
     for mb in FOOTPRINT_GRID_MB:
         if not np.any(w > mb * 1e6):
             break
-        rows = [replace(s, extra=s.extra + (("footprint", s.calls * max(0.0, x - mb * 1e6) * 1e-6),))
+        per_byte = {"cache_bytes": mb * 1e6, "ns_per_byte": 1.0}  # the column: ms per (ns per byte)
+        rows = [replace(s, extra=s.extra + (("footprint", s.calls * footprint_ms(x, per_byte)),))
                 for s, x in zip(train, w)]
         coefs = fit_coefficients(rows, robust=True)
         k = coefs.get(("extra", "footprint"), 0.0)
@@ -78,7 +82,7 @@ def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
         if k > 0 and loss < best[0]:
             best = (loss, {c: v for c, v in coefs.items() if c != ("extra", "footprint")},
                     {"cache_bytes": mb * 1e6, "ns_per_byte": k})
-    n, plain_loss = len(train), float(np.sum((predict_samples(train, plain) / y - 1) ** 2))
+    n = len(train)
     if best[2] is None or n * math.log(max(best[0], 1e-300) / max(plain_loss, 1e-300)) >= -2 * math.log(n):
         return plain, None
     return best[1], best[2]

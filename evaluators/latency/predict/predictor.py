@@ -78,21 +78,23 @@ class LatencyPredictor:
     def predict_ops_ms(self, ops: list[Op]) -> float:
         """Latency of one inference running ``ops``: per-call overhead plus each op's cost (plus the weight
         footprint beyond the cache, where the profile has one)."""
-        priced = self._priced(ops)
-        return self._call_ms + sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)
+        return self._call_ms + self._ops_total_ms(self._priced(ops))
+
+    def _ops_total_ms(self, priced: list[tuple[Op, float, str]]) -> float:
+        """The priced ops' costs plus the weight footprint beyond the cache (0 without one); no call overhead."""
+        return sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)
 
     def _footprint_ms(self, priced: list[tuple[Op, float, str]]) -> float:
         """``cost.footprint_ms`` of the weight bytes the priced kernels read per call (a low-rank pair
-        priced as its dense Linear reads the dense matrix)."""
+        priced as its dense Linear reads the dense matrix: on ``.first``, with ``.second``'s outputs)."""
         if not self._footprint:
             return 0.0
         total = 0.0
         for i, (op, _, kernel) in enumerate(priced):
-            if kernel.startswith("dense-"):
-                if op.name.endswith(".first"):
-                    total += op.k * priced[i + 1][0].n * (weight_bytes(op, kernel.removeprefix("dense-")) / (op.k * op.n))
-                continue
-            total += weight_bytes(op, kernel)
+            if not kernel.startswith("dense-"):
+                total += weight_bytes(op, kernel)
+            elif op.name.endswith(".first"):
+                total += weight_bytes(op._replace(n=priced[i + 1][0].n), kernel.removeprefix("dense-"))
         return footprint_ms(total, self._footprint)
 
     def _priced(self, ops: list[Op]) -> list[tuple[Op, float, str]]:
@@ -133,8 +135,7 @@ class LatencyPredictor:
         priced = self._priced(decompose(shape, config, **kw))
         if config is not None and config.act_bits == 8:
             alt = self._priced(decompose(shape, replace(config, act_bits=32), **kw))
-            if (sum(ms for _, ms, _ in alt) + self._footprint_ms(alt)
-                    < sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)):
+            if self._ops_total_ms(alt) < self._ops_total_ms(priced):
                 return alt
         return priced
 
@@ -142,8 +143,7 @@ class LatencyPredictor:
                    mask_ratio: float = 0.75, batch: int = 1, global_pool: Literal["avg", "token"] = "avg") -> float:
         """Predicted latency in ms of ``shape`` compressed by ``config`` (see :func:`decompose`)."""
         kw = {"task": task, "mask_ratio": mask_ratio, "batch": batch, "global_pool": global_pool}
-        priced = self._choose(shape, config, kw)
-        return self._call_ms + sum(ms for _, ms, _ in priced) + self._footprint_ms(priced)
+        return self._call_ms + self._ops_total_ms(self._choose(shape, config, kw))
 
     def breakdown_ms(self, shape: ModelShape, config: CompressionConfig | None = None, **kw) -> list[OpCost]:
         """Per-operator costs in execution order; their sum plus ``call_ms`` is :meth:`predict_ms`.
