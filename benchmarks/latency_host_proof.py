@@ -36,6 +36,8 @@ import numpy as np
 
 from evaluators.latency.fit.calibrate import (
     calibrate_rows,
+    fit_merge_last,
+    has_merge,
     predict_with_footprint,
     read_measure_csv,
     sample_weight_bytes,
@@ -66,12 +68,42 @@ def _busy() -> list[str]:
 
 
 def reference_block(csv_path: Path) -> str:
-    """``priors.HOST_REFERENCE`` fitted on every operator row of ``csv_path`` (for evaluators/latency/priors.py)."""
-    samples, _ = read_measure_csv(csv_path)
-    core, op_us, call_us = coefs_to_profile_parts(fit_coefficients([s for s in samples if s.group != "model"]))
-    ref = {"core": {k: {f: round(v, 6) for f, v in d.items()} for k, d in core.items()},
-           "op_us": {k: round(v, 4) for k, v in op_us.items()}, "call_us": round(call_us, 4)}
+    """``priors.HOST_REFERENCE`` fitted on every operator row of ``csv_path`` (for evaluators/latency/derive/priors.py):
+    the rows without token merges first, the merge terms last (``fit.calibrate.fit_merge_last``)."""
+    ref = _reference(csv_path)
     return "HOST_REFERENCE: dict = " + pprint.pformat(ref, width=115, sort_dicts=True)
+
+
+def _reference(csv_path: Path) -> dict:
+    samples, _ = read_measure_csv(csv_path)
+    rows = [s for s in samples if s.group != "model"]
+    coefs = fit_merge_last(rows, fit_coefficients([s for s in rows if not has_merge(s)]), None)
+    core, op_us, call_us = coefs_to_profile_parts(coefs)
+    return {"core": {k: {f: round(v, 6) for f, v in d.items()} for k, d in core.items()},
+            "op_us": {k: round(v, 4) for k, v in op_us.items()}, "call_us": round(call_us, 4)}
+
+
+def merge_reference_lines(csv_path: Path) -> str:
+    """The merge terms of this run moved to the machine of the shipped ``priors.HOST_REFERENCE``: x the median
+    ratio (shipped / this run) of every other non-GEMM term both have (per-operator overheads, per-element
+    terms), so that a merge keeps its cost relative to the rest of a block when the profiles move those terms
+    to a device. What ``priors.HOST_REFERENCE["..."]["merge/fp32"]`` holds since session 10."""
+    from evaluators.latency.derive.priors import HOST_REFERENCE
+
+    run = _reference(csv_path)
+    pairs = [(HOST_REFERENCE["op_us"][k], v) for k, v in run["op_us"].items()
+             if k in HOST_REFERENCE["op_us"] and not k.startswith(("linear/", "merge/")) and v > 0]
+    pairs += [(HOST_REFERENCE["core"][k][f], v) for k, d in run["core"].items() for f, v in d.items()
+              if f in ("ns_per_elem", "ns_per_score", "ns_per_act") and not k.startswith(("linear/", "merge/"))
+              and k in HOST_REFERENCE["core"] and f in HOST_REFERENCE["core"][k] and v > 0]
+    ratios = np.array([a / b for a, b in pairs])
+    f = float(np.median(ratios))
+    core = {k: round(v * f, 6) for k, v in run["core"]["merge/fp32"].items()}
+    return (f"merge terms of this run: core {run['core']['merge/fp32']}, op_us {run['op_us']['merge/fp32']}\n"
+            f"shipped reference / this run over {len(ratios)} non-GEMM terms: median {f:.3f} "
+            f"(range {ratios.min():.3f} .. {ratios.max():.3f})\n"
+            f"merge terms for priors.HOST_REFERENCE: core 'merge/fp32': {core}, op_us 'merge/fp32': "
+            f"{round(run['op_us']['merge/fp32'] * f, 4)}")
 
 
 def _model_items(profile, seed: int, n_cls: int = 40, n_mae: int = 8, n_tome: int = 12) -> tuple[list, int]:
@@ -260,6 +292,7 @@ def main() -> int:
     print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))
+        print(merge_reference_lines(ops_csv))
     return 0 if m["within_10pct"] >= 0.9 else 1
 
 

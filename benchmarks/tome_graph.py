@@ -48,13 +48,16 @@ def main() -> int:
         apply_token_merging(model, replace(ident, blocks=merge_schedule(ident.blocks, 0.0625, 50)))
         export_onnx(model, tmp / "merge.onnx")
         export_module(Merges(1, 50, 3), (torch.randn(1, 50, 192), torch.randn(1, 3, 50, 64)), tmp / "item.onnx",
+                      ["x0", "k0"], static=True)  # as op_items.merge_item builds it
+        export_module(Merges(1, 50, 3), (torch.randn(1, 50, 192), torch.randn(1, 3, 50, 64)), tmp / "item_dyn.onnx",
                       ["x0", "k0"])
         counts = {}
-        for name in ("plain", "merge", "item"):
+        for name in ("plain", "merge", "item", "item_dyn"):
             graph = optimised(tmp / f"{name}.onnx")
-            counts[name] = len(graph.node) if name == "item" else sum(n.name.startswith("/blocks.1/") for n in graph.node)
+            counts[name] = len(graph.node) if name.startswith("item") else sum(n.name.startswith("/blocks.1/") for n in graph.node)
         print(f"ONNX Runtime's optimised graph: block 1 plain {counts['plain']} nodes, merging {counts['merge']} "
-              f"(+{counts['merge'] - counts['plain']}); one merge_item copy {counts['item']} nodes")
+              f"(+{counts['merge'] - counts['plain']}); one merge_item copy {counts['item']} nodes as timed (static "
+              f"batch), {counts['item_dyn']} with a dynamic batch axis (how it was timed up to run 9)")
         inferred = onnx.shape_inference.infer_shapes(onnx.load(str(tmp / "merge.onnx")), data_prop=True)
         dims = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
         fc1 = next(n for n in inferred.graph.node if n.name.startswith("/blocks.2/mlp/fc1/MatMul"))

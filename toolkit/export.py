@@ -94,7 +94,7 @@ def _plain_linears_(model: nn.Module) -> None:
             setattr(model.get_submodule(parent) if parent else model, attr, plain)
 
 
-def _gemm_to_matmul(model: onnx.ModelProto) -> None:
+def gemm_to_matmul(model: onnx.ModelProto) -> None:
     """Rewrite ``Gemm(A, B[, C])`` with constant B, alpha = beta = 1, no transA as MatMul (+ Add),
     in place. ``/head/Gemm`` becomes ``/head/MatMul`` and ``/head/Add`` (same scope)."""
     graph = model.graph
@@ -169,7 +169,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: tuple[int, .
                           dynamic_axes=None if merges_any(getattr(src, "blocks", [])) else
                           {"images": {0: "batch"}, out_name: {0: "batch"}})
     proto = onnx.load(str(path))
-    _gemm_to_matmul(proto)
+    gemm_to_matmul(proto)
     _check_linears(proto, src)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

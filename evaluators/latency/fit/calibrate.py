@@ -9,6 +9,11 @@ Two CSV layouts are understood, told apart by their header:
 * HAT latency datasets (``latency_mean_encoder, ...``): the PyTorch-eager fit of
   :mod:`evaluators.latency.fit.hat_fit`; the profile keeps the Cortex-A72 core terms and the framework
   costs, and takes the terms HAT cannot identify (GELU, patch embedding, ...) from the base profile.
+
+Token-merge terms are fitted last (:func:`fit_merge_last`): a merging model is exported at a static batch
+(``toolkit.export``), every other one with a dynamic batch, and a static export drops shape arithmetic from
+the plain operators too, so rows of merging blocks must not move the plain operators' terms; the merge
+terms take what a merge changes in a static merging model.
 """
 from __future__ import annotations
 
@@ -86,6 +91,43 @@ def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
     if best[2] is None or n * math.log(max(best[0], 1e-300) / max(plain_loss, 1e-300)) >= -2 * math.log(n):
         return plain, None
     return best[1], best[2]
+
+
+def fp16_as_fp32(samples: list[Sample]) -> list[Sample]:
+    """``samples`` with every fp16-weight Linear priced as an fp32 one: ``toolkit.onnx_quant`` stores fp16
+    weights behind a ``Cast`` that ONNX Runtime folds at session start, so the kernel is the fp32 one (same-shape
+    fp16 / fp32 rows of the host sweep: median 1.03, 9 pairs per run) and a separate fit of its terms only adds
+    noise -- in runs 9 and 10 of the host proof the models' errors grew with their share of fp16 Linears (r =
+    +0.42 / +0.48). The shipped ARM profiles tie the two the same way (``derive.build.ort_parts``)."""
+    def as32(op):
+        return op._replace(bits=32, act_bits=32) if op.kind == "linear" and op.bits == 16 else op
+
+    return [replace(s, terms=tuple((as32(op), n) for op, n in s.terms)) for s in samples]
+
+
+def has_merge(s: Sample) -> bool:
+    """Whether sample ``s`` runs a token merge (``mae.tome``: a static export, see the module doc)."""
+    return any(op.kind == "merge" for op, _ in s.terms)
+
+
+def fit_merge_last(train: list[Sample], coefs: dict, footprint: dict | None) -> dict:
+    """``coefs`` (fitted on the rows without merges) plus the ``merge`` terms, fitted on the merge rows of
+    ``train`` with every other term and the footprint held fixed. Those rows are static exports (module doc):
+    their plain operators run a few percent faster than in a dynamic-batch row, and a joint fit would let 13
+    merge rows pull the Linears' per-operator overhead of every other model down (1.2 us of 2.9 on the host);
+    fitted last, the merge terms absorb that difference, which a merging model -- always static -- has."""
+    rows = [s for s in train if has_merge(s)]
+    if not rows:
+        return coefs
+    from evaluators.latency.predict.cost import footprint_ms
+
+    fixed = {c: v for c, v in coefs.items() if "merge/fp32" not in c}
+    if footprint:
+        rows = [replace(s, extra=s.extra + (("footprint", s.calls * footprint_ms(sample_weight_bytes(s), footprint)),))
+                for s in rows]
+        fixed[("extra", "footprint")] = 1.0
+    merged = fit_coefficients(rows, fixed=fixed, robust=True)
+    return coefs | {c: v for c, v in merged.items() if "merge/fp32" in c}
 
 
 def expected_keys() -> list[str]:
@@ -184,8 +226,13 @@ def calibrate_rows(samples: list[Sample], meta: dict[str, str], *, name: str, so
     fp = None
     if {"linear", "attention"} <= kinds_measured:
         # the sweep's chains of 1-12 blocks price the weights beyond the cache, which no operator row can
-        coefs, fp = fit_with_footprint(train) if footprint else (fit_coefficients(train, robust=True), None)
+        tied = fp16_as_fp32(train)
+        plain = [s for s in tied if not has_merge(s)]
+        coefs, fp = fit_with_footprint(plain) if footprint else (fit_coefficients(plain, robust=True), None)
+        coefs = fit_merge_last(tied, coefs, fp)
         core, op_us, call_us = coefs_to_profile_parts(coefs)
+        if "linear/fp32" in core and any(op.kind == "linear" and op.bits == 16 for s in train for op, _ in s.terms):
+            core["linear/fp16"], op_us["linear/fp16"] = dict(core["linear/fp32"]), op_us.get("linear/fp32", 0.0)
         filled: list[str] = []
         if not set(expected_keys()) <= set(core):
             base = base or load_profile(None)

@@ -173,7 +173,9 @@ def stem_item(kind: str, dim: int, *, img: int = 28, patch: int = 4, chans: int 
 
 
 def merge_item(tokens: int, dim: int, heads: int, head_dim: int, merge: int, r: int = 4) -> BenchItem:
-    """R token merges (``mae.tome``) on ``tokens`` x ``dim`` tokens with ``heads`` x ``head_dim`` keys."""
+    """R token merges (``mae.tome``) on ``tokens`` x ``dim`` tokens with ``heads`` x ``head_dim`` keys, exported
+    at a static batch as ``toolkit.export`` exports a merging model (a dynamic batch makes a copy 65 ORT nodes
+    instead of 27: ``benchmarks/tome_graph.py``)."""
     names = [n for i in range(r) for n in (f"x{i}", f"k{i}")]
     shapes = [s for _ in range(r) for s in ((1, tokens, dim), (1, heads, tokens, head_dim))]
     op = Op("merge", "merge", m=tokens, kv=tokens, k=head_dim, n=dim)
@@ -182,7 +184,7 @@ def merge_item(tokens: int, dim: int, heads: int, head_dim: int, merge: int, r: 
 
         torch.manual_seed(0)
         bench_modules.export_module(bench_modules.Merges(r, tokens, merge), tuple(torch.randn(s) for s in shapes),
-                                    path, names)
+                                    path, names, static=True)
         return onnx_inputs(names, shapes)
 
     return BenchItem(f"merge_t{tokens}_d{dim}_h{heads}x{head_dim}_r{merge}", "op",
@@ -194,7 +196,8 @@ def merging_block_item(tokens: int, dim: int, heads: int, mlp: int, merge: int, 
     them), then the unmerge gather: token merging in its block context. There the matching reads its keys
     off the ``qkv`` output, later attentions add ``log(size)`` to their scores and the Linears after a
     merge run on fewer tokens, none of which an isolated merge (:func:`merge_item`) sees. The spec is the
-    predictor's own decomposition (``ops.block_ops`` along ``spaces.shape.token_flow``)."""
+    predictor's own decomposition (``ops.block_ops`` along ``spaces.shape.token_flow``); static batch, as a
+    merging model is exported (``fit.calibrate.fit_merge_last`` fits the merge terms on these rows last)."""
     shape = BlockShape(dim, heads, dim // heads, mlp)
     cfg = BlockConfig(heads=heads, mlp_hidden=mlp)
     counts: dict[Op, int] = {}
@@ -209,7 +212,7 @@ def merging_block_item(tokens: int, dim: int, heads: int, mlp: int, merge: int, 
 
         torch.manual_seed(0)
         bench_modules.export_module(bench_modules.MergingChain(dim, heads, mlp, r, merge), (torch.randn(1, tokens, dim),),
-                                    path, ["x"])
+                                    path, ["x"], static=True)
         return onnx_inputs(["x"], [(1, tokens, dim)])
 
     return BenchItem(f"mergeblocks_t{tokens}_d{dim}_h{heads}_m{mlp}_r{merge}x{r}", "op", {"ops": ops, "io": 0}, build)

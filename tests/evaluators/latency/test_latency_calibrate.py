@@ -128,3 +128,44 @@ def test_a_weight_footprint_is_recovered_from_the_deep_chains_and_absent_without
     assert prof.validation["heldout_models"]["within_10pct"] >= 0.9
     _write(path, _synthetic_rows(noise=0.02))  # the same device without the footprint, 2% noise: none is bought
     assert "footprint" not in calibrate_file(path, name="flat", fit_on="ops", seed=0).overhead
+
+
+def test_merge_terms_are_fitted_last_and_leave_every_other_term_as_without_merge_rows(tmp_path):
+    """Merge rows are static exports whose plain operators run faster than in the dynamic rows (here: 8% of
+    each merge row): fitted last, the merge terms absorb that, and every other term is exactly the fit
+    without them; a joint fit would move the plain operators' terms."""
+    from dataclasses import replace
+
+    from evaluators.latency.fit.calibrate import (
+        fit_merge_last,
+        fit_with_footprint,
+        has_merge,
+        predict_with_footprint,
+        read_measure_csv,
+    )
+    from evaluators.latency.fit.fit import fit_coefficients
+
+    path = tmp_path / "m.csv"
+    _write(path, _synthetic_rows(noise=0.01))
+    samples, _ = read_measure_csv(path)
+    samples = [replace(s, latency_ms=0.92 * s.latency_ms) if has_merge(s) else s for s in samples]
+    merging = [s for s in samples if has_merge(s)]
+    assert len(merging) >= 10
+    coefs, fp = fit_with_footprint([s for s in samples if not has_merge(s)])
+    full = fit_merge_last(samples, coefs, fp)
+    assert {c: v for c, v in full.items() if "merge/fp32" not in c} == coefs
+    assert any(v > 0 for c, v in full.items() if "merge/fp32" in c)
+    pred = predict_with_footprint(merging, full, fp)
+    assert np.all(np.abs(pred / np.array([s.latency_ms for s in merging]) - 1) < 0.1)
+    joint = fit_coefficients(samples, robust=True)
+    assert joint[("op_us", "linear/fp32")] != pytest.approx(coefs[("op_us", "linear/fp32")], rel=1e-3)
+
+
+def test_fp16_linears_are_priced_as_the_fp32_kernel_they_run(tmp_path):
+    """fp16 weights are folded to fp32 by ONNX Runtime at session start (toolkit.onnx_quant): a calibrated
+    profile prices them with exactly the fp32 terms."""
+    path = tmp_path / "m.csv"
+    _write(path, _synthetic_rows(noise=0.02))
+    prof = calibrate_file(path, name="tied", fit_on="ops", seed=0)
+    assert prof.core["linear/fp16"] == prof.core["linear/fp32"]
+    assert prof.overhead["op_us"]["linear/fp16"] == prof.overhead["op_us"]["linear/fp32"]
