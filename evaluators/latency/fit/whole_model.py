@@ -154,11 +154,18 @@ def term_groups(profile: DeviceProfile, shape: ModelShape, config: CompressionCo
 
 def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list[float] | None = None) -> np.ndarray:
     """Non-negative ``[gemm, weights, rest]`` scales so that ``profile`` scaled by them predicts each row's
-    latency times its factor (runtime, clock) with the least squared relative error."""
+    latency times its factor (runtime, clock) with the least squared relative error.
+
+    Rows of a single embedding width cannot tell the groups apart along the width (how narrow models run is
+    the question the groups answer): then one common scale is fitted and ``profile``'s own split between the
+    groups is kept. Three free scales on 768-wide rows alone put DeiT-S / DeiT-T 16-30% off on four cores
+    (``benchmarks/latency_arm_validation.py``, section 3), one scale within 15%."""
     if not rows:
         raise ValueError("no rows to fit group scales on")
     x = np.array([term_groups(profile, r.shape, batch=r.batch) for r in rows])
     y = np.array([r.latency_ms for r in rows]) * np.array(factors if factors is not None else [1.0] * len(rows))
+    if len({r.shape.embed_dim for r in rows}) < 2:
+        return np.full(3, float(nnls(x.sum(axis=1, keepdims=True) / y[:, None], np.ones(len(rows)))[0]))
     return nnls(x / y[:, None], np.ones(len(rows)))
 
 

@@ -64,6 +64,20 @@ def test_group_scales_are_recovered_from_rows_made_with_them():
     assert fit_group_scales(prof, rows, [2.0] * len(rows)) == pytest.approx(2 * truth, rel=1e-6)
 
 
+def test_rows_of_one_width_fit_one_common_scale_and_keep_the_profiles_split():
+    """768-wide rows alone cannot tell how narrow models run: the three groups get one scale, so a narrow
+    model's prediction is the profile's own times it (three free scales extrapolated 16-30% off)."""
+    prof = load_profile("rpi4-a72-ort-1t")
+    names = ["deit-base-distilled-patch16-224", "vit-base-patch32-224-in21k", "vit-base-patch16-384"]
+    rows = [_row(n, float(term_groups(prof, vit_shape(n)) @ np.array([0.2, 0.05, 1.5]))) for n in names]
+    s = fit_group_scales(prof, rows)
+    assert s[0] == s[1] == s[2] > 0
+    x = np.array([term_groups(prof, r.shape).sum() for r in rows])
+    y = np.array([r.latency_ms for r in rows])
+    assert s[0] == pytest.approx(np.sum(x / y) / np.sum((x / y) ** 2), rel=1e-6)  # least squared relative error
+    assert len(set(fit_group_scales(prof, rows + [_row("deit-tiny-distilled-patch16-224", 50.0)]))) == 3
+
+
 def test_runtime_factor_pairs_the_same_model_on_the_same_setting_only():
     rows = [_row("deit-tiny-distilled-patch16-224", 100.0), _row("deit-tiny-distilled-patch16-224", 120.0, "ort"),
             _row("deit-small-distilled-patch16-224", 300.0), _row("deit-small-distilled-patch16-224", 330.0, "ort"),
