@@ -39,6 +39,7 @@ from evaluators.latency.derive.vit_anchored import (
     scaling_checks,
     to_ort_at_ref,
 )
+from evaluators.latency.fit.sources import paddle_ratios
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
@@ -127,6 +128,10 @@ def main() -> int:
     m5, p5 = pi["Raspberry Pi 5"]
     print(f"\nncnn ViT-B/32, Pi 4 / Pi 5 at 1 thread: measured {m4 / m5:.2f}, profiles {p4 / p5:.2f} "
           f"(measured / profiles {m4 / m5 / (p4 / p5):.2f}; ncnn runs fp16 on the Pi 5's A76, fp32 on the A72)")
+    fp16 = {core: paddle_ratios(core).get("fp16") for core in ("Cortex-A75", "Cortex-A76", "Cortex-A77")}
+    print("fp32 / fp16 time where one runtime ran both on one ARMv8.2 core (Paddle-Lite, 1 thread, CNNs; not applied "
+          "to ncnn's ViT: another runtime and other models): "
+          + ", ".join(f"{c} {1 / d['ratio']:.2f} ({d['n']} pairs)" for c, d in fp16.items() if d))
     print(f"\n{len(rr)} rows: within ±25% {100 * np.mean(np.abs(rr - 1) <= 0.25):.0f}%, median predicted/measured "
           f"{np.median(rr):.3f} (no runtime factor applied: none is measured for these runtimes)")
 
