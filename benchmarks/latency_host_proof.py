@@ -274,10 +274,16 @@ def main() -> int:
     print("  by weight bytes per call (footprint: "
           + (f"{fp['ns_per_byte']:.4f} ns per byte beyond {fp['cache_bytes'] / 1e6:.0f} MB" if fp else "none fitted") + "):")
     small, big = wb <= 4, wb > 4
-    if small.any():
-        km, err = metrics(pred[small], meas[small]), pred[small] / meas[small] - 1
-        print(f"    0-4 MB: n={km['n']}, within ±10%: {100 * km['within_10pct']:.1f}%, errors "
-              f"{100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+    for lo, hi in ((0, 1), (1, 2), (2, 3), (3, 4)):
+        sel = (wb > lo) & (wb <= hi)
+        if sel.any():
+            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
+            print(f"    {lo}-{hi} MB: n={km['n']}, within ±10%: {100 * km['within_10pct']:.1f}%, median error "
+                  f"{100 * np.median(err):+.1f}%, errors {100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+    if small.sum() > 2:
+        e = pred[small] / meas[small] - 1
+        print(f"    up to 4 MB, correlation of the error with the measured time {np.corrcoef(meas[small], e)[0, 1]:+.2f}, "
+              f"with the weight bytes {np.corrcoef(wb[small], e)[0, 1]:+.2f}")
     if big.any():
         print("    > 4 MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB {100 * (p / y - 1):+.1f}%"
                                       for s, w, p, y, b in zip(models, wb, pred, meas, big) if b))
