@@ -172,6 +172,25 @@ def stem_item(kind: str, dim: int, *, img: int = 28, patch: int = 4, chans: int 
     return BenchItem(name, "op", {"ops": ops, "io": len(names) - 1 + r - 1}, build)
 
 
+def call_item(values: int = 784) -> BenchItem:
+    """One ``Identity`` on ``values`` floats (the default model's input): a call with no operator work, the
+    runtime's per-call cost (``call_us``: ``session.run``, feeding the input, returning the output). Without
+    it the fit can trade that cost against every operator's ``op_us`` (least squares put it at 0 on the host
+    and priced each operator a little higher, which a whole model pays once per operator)."""
+
+    def build(path: Path) -> list[dict]:
+        import onnx
+        from onnx import TensorProto, helper
+
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, values])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, values])
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "call", [x], [y])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+        return onnx_inputs(["x"], [(1, values)])
+
+    return BenchItem(f"call_v{values}", "op", {"ops": [], "io": 0}, build)
+
+
 def merge_item(tokens: int, dim: int, heads: int, head_dim: int, merge: int, r: int = 4) -> BenchItem:
     """R token merges (``mae.tome``) on ``tokens`` x ``dim`` tokens with ``heads`` x ``head_dim`` keys, exported
     at a static batch as ``toolkit.export`` exports a merging model (a dynamic batch makes a copy 65 ORT nodes
@@ -248,7 +267,7 @@ def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchI
     att = functools.partial(attention_item, span=span)
 
     if sweep == "quick":
-        return [lin(50, 192, 576), lin(50, 192, 576, 8, 8), att(50, 192, 3, 64),
+        return [call_item(), lin(50, 192, 576), lin(50, 192, 576, 8, 8), att(50, 192, 3, 64),
                 chain_item("layernorm", 50, 192, r=2), lin(50, 192, 768, gelu=True), chain_item("add", 50, 192, r=2)]
     tokens = (10, 13, 17, 50, 65, 197)  # 13: an MAE encoder's 1 + 12 visible patches
     widths = (64, 128, 192, 384, 768)
@@ -288,4 +307,4 @@ def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchI
     for kind in ("mask", "unshuffle"):
         items += [stem_item(kind, d, tokens=t) for t, d in ((49, 192), (49, 128), (196, 384), (196, 512), (16, 64))]
     items += [block_item(t, 192, 3, 768, 32, r=r) for t, r in FOOTPRINT_CHAINS]
-    return items + merge_items()
+    return [call_item()] + items + merge_items()

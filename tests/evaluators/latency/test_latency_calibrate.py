@@ -25,14 +25,16 @@ def _write(path, rows: list[dict]) -> None:
             w.writerow({c: r.get(c, "") for c in CSV_COLUMNS})
 
 
-def _synthetic_rows(noise: float, seed: int = 0) -> list[dict]:
-    """The standard sweep's rows timed by a known device (the default profile) with seeded noise."""
+def _synthetic_rows(noise: float, seed: int = 0, call_ms: float | None = None) -> list[dict]:
+    """The standard sweep's rows timed by a known device (the default profile, its per-call cost replaced by
+    ``call_ms`` when given; a row with no operator needs some, the host's 8 µs by default) with seeded noise."""
     truth = LatencyPredictor(DEFAULT_PROFILE)
+    call_ms = (truth.call_ms or 0.008) if call_ms is None else call_ms
     rng = np.random.default_rng(seed)
     rows = []
     for item in op_items("standard", seed) + model_items("standard", seed):
         terms = list(spec_ops(item.spec))
-        ms = truth.call_ms + sum(truth.op_ms(op) * n for op, n in terms)
+        ms = call_ms + sum(truth.op_ms(op) * n for op, n in terms)
         rows.append({"bench": item.bench, "row_kind": item.row_kind, "spec": json.dumps(item.spec),
                      "latency_ms": f"{ms * (1 + noise * rng.standard_normal()):.6f}", "threads": 1,
                      "device": "synthetic", "cpu_model": "test", "runtime": "onnxruntime-cpu"})
@@ -169,3 +171,15 @@ def test_fp16_linears_are_priced_as_the_fp32_kernel_they_run(tmp_path):
     prof = calibrate_file(path, name="tied", fit_on="ops", seed=0)
     assert prof.core["linear/fp16"] == prof.core["linear/fp32"]
     assert prof.overhead["op_us"]["linear/fp16"] == prof.overhead["op_us"]["linear/fp32"]
+
+
+def test_the_call_row_pins_the_per_call_cost(tmp_path):
+    """A device that pays 40 µs per call: the sweep's empty call row (``call_v784``) lets the fit find that
+    cost instead of spreading it over every operator's overhead, which a whole model pays once per operator."""
+    rows = _synthetic_rows(noise=0.01, call_ms=0.04)
+    assert rows[0]["bench"] == "call_v784" and json.loads(rows[0]["spec"]) == {"ops": [], "io": 0}
+    path = tmp_path / "m.csv"
+    _write(path, rows)
+    prof = calibrate_file(path, name="called", fit_on="ops", seed=0)
+    assert prof.overhead["call_us"] == pytest.approx(40.0, rel=0.1)
+    assert prof.validation["heldout_models"]["within_10pct"] >= 0.9

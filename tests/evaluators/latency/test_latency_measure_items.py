@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators.latency.measure.items import spec_ops
-from evaluators.latency.measure.op_items import block_item, merging_block_item
+from evaluators.latency.measure.op_items import block_item, call_item, merging_block_item, op_items
 from evaluators.latency.measure.ort_timing import time_ms
 
 
@@ -51,3 +51,12 @@ def test_merging_block_item_lists_the_token_flow_and_its_graph_unmerges(tmp_path
     out = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": np.ones((1, 9, 16), np.float32)})[0]
     assert out.shape == (1, 9, 16)  # unmerged to every original token
     assert inputs == [{"name": "x", "shape": [1, 9, 16]}]
+
+
+def test_call_item_runs_no_operator_and_leads_both_sweeps(tmp_path):
+    item = call_item(values=12)
+    assert item.bench == "call_v12" and list(spec_ops(item.spec)) == []
+    inputs = item.build(tmp_path / "c.onnx")
+    assert inputs == [{"name": "x", "shape": [1, 12]}]
+    assert time_ms(tmp_path / "c.onnx", inputs, repeats=2, warmup=1)["latency_ms"] > 0
+    assert [s[0].bench for s in (op_items("quick"), op_items("standard"))] == ["call_v784", "call_v784"]
