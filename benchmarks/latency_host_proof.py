@@ -13,6 +13,7 @@ Phase 1 times the operator sweep and fits the host profile on it; phase 2 sample
 the search space, exports each as the predictor's ``deployable_config`` (what the search would ship) and
 times them; then every model is predicted with ``LatencyPredictor`` and compared.
     .venv/bin/python benchmarks/latency_host_proof.py --print-reference   # also print priors.HOST_REFERENCE
+    .venv/bin/python benchmarks/latency_host_proof.py --reuse --without-call-row   # the fit without the call row
 
 Measurements need a quiet machine: the script refuses to time while `mae.train` runs (``--force``
 overrides) and pins itself to one core with one ONNX Runtime thread. Outputs go to results/latency/.
@@ -231,6 +232,8 @@ def main() -> int:
                    help="keep the operator rows of an earlier run (host-ort-1t-ops.csv); measure the models only")
     p.add_argument("--print-reference", action="store_true")
     p.add_argument("--smoke", action="store_true", help="a tiny sweep (checks the script, proves nothing)")
+    p.add_argument("--without-call-row", action="store_true",
+                   help="fit without the sweep's empty call row (call_v784): what it changes (use with --reuse)")
     args = p.parse_args()
     ops_csv, models_csv, all_csv = (OUT / f"host-ort-1t-{x}.csv" for x in ("ops", "models", "all"))
     ops: list = []
@@ -249,6 +252,8 @@ def main() -> int:
             _time(ops, OUT / "kit-ops", ops_csv, args, cpu)
     drift_csv, drift = OUT / "host-ort-1t-drift.csv", None
     samples, meta = read_measure_csv(ops_csv)
+    if args.without_call_row:
+        samples = [s for s in samples if not s.meta["bench"].startswith("call_")]
     prof = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops")
     if not args.reuse:
         items, changed = _model_items(prof, args.seed, *((2, 1, 1) if args.smoke else (40, 8, 12)))
@@ -261,7 +266,8 @@ def main() -> int:
               f"{drift:.3f}, per pass {' '.join(f'{d:.3f}' for d in per_pass)} (1.000: the same machine speed)")
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
         all_csv.write_text("".join(lines))  # `maec calibrate host-ort-1t-all.csv --fit-on ops` gives the same
-    prof.save(OUT / "host-ort-1t.json")
+    if not args.without_call_row:  # a what-if: the saved profile stays the one fitted on every row
+        prof.save(OUT / "host-ort-1t.json")
     models, _ = read_measure_csv(models_csv)
     predictor = LatencyPredictor(prof)  # what the search uses: envelope and low-rank pairing included
     pred = _predict_models(predictor, models)
@@ -318,7 +324,8 @@ def main() -> int:
         print(f"  the same rows fitted without the footprint: models within ±10% {100 * mf['within_10pct']:.1f}%, "
               f"operator rows held out {100 * flat.validation['heldout_ops']['within_10pct']:.0f}%, models > 4 MB "
               + ", ".join(f"{100 * e:+.1f}%" for e in (pred_f / meas - 1)[big]))
-    print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
+    if not args.without_call_row:
+        print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))
         print(merge_reference_lines(ops_csv))
