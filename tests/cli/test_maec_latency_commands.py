@@ -70,7 +70,8 @@ def test_measure_calibrate_and_export_kit_end_to_end(capsys, tmp_path):
     assert main(["measure", "--out", str(out), "--sweep", "quick", "--what", "ops", "--repeats", "3",
                  "--warmup", "1", "--quiet"]) == 0
     samples, meta = read_measure_csv(out)
-    assert len(samples) == 6 and meta["threads"] == "1" and meta["runtime_version"]
+    assert len(samples) == 7 and meta["threads"] == "1" and meta["runtime_version"]
+    assert samples[0].meta["bench"] == "call_v784" and samples[0].terms == ()  # the per-call row, no operator
     assert main(["calibrate", str(out), "--name", "host-test", "--out", str(tmp_path / "p.json")]) == 0
     assert "host-test" in capsys.readouterr().out
     assert LatencyPredictor(str(tmp_path / "p.json")).device.name == "host-test"
