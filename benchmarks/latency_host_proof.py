@@ -14,6 +14,7 @@ the search space, exports each as the predictor's ``deployable_config`` (what th
 times them; then every model is predicted with ``LatencyPredictor`` and compared.
     .venv/bin/python benchmarks/latency_host_proof.py --print-reference   # also print priors.HOST_REFERENCE
     .venv/bin/python benchmarks/latency_host_proof.py --reuse --without-call-row   # the fit without the call row
+    .venv/bin/python benchmarks/latency_host_proof.py --ops-again     # + every operator row in the models' passes
 
 Measurements need a quiet machine: the script refuses to time while `mae.train` runs (``--force``
 overrides) and pins itself to one core with one ONNX Runtime thread. Outputs go to results/latency/.
@@ -213,6 +214,33 @@ def _saved_drift(drift_csv: Path, ops_csv: Path) -> float | None:
     return _drift_ratios(rows, before)[0] if rows else None
 
 
+def _write_phase2_ops(drift_csv: Path, ops2_csv: Path, *, keep: bool) -> None:
+    """With ``keep`` (``--ops-again``: every operator row was re-timed in phase 2), the drift rows under their
+    operator names as ``ops2_csv``, a sweep timed at the models' machine speed; else remove a stale one."""
+    ops2_csv.unlink(missing_ok=True)
+    if not keep:
+        return
+    with open(drift_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    with open(ops2_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows({**r, "bench": r["bench"].removeprefix("drift_")} for r in rows)
+
+
+def _print_kinds(models: list, pred: np.ndarray, meas: np.ndarray) -> None:
+    """One line per kind of model: plain classifiers, full MAEs, merging classifiers, merging only."""
+    for kind in ("classifier", "mae", "classifier_tome", "classifier_tome_only"):
+        sel = np.array([f"{DEFAULT}_{kind}_" in s.meta["bench"] for s in models])
+        if kind == "classifier":  # without the merging ones, which have their own line
+            sel &= np.array(["_tome_" not in s.meta["bench"] for s in models])
+        if sel.any():
+            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
+            print(f"  of which {kind}: n={km['n']}, MAPE {100 * km['mape']:.1f}%, within ±10%: "
+                  f"{100 * km['within_10pct']:.1f}%, errors {100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+
+
 def _predict_models(predictor: LatencyPredictor, models: list) -> np.ndarray:
     """Each model row's operators priced by ``predictor`` (envelope, low-rank pairing, footprint included)."""
     return np.array([predictor.predict_ops_ms([op for op, _ in s.terms]) for s in models])
@@ -232,9 +260,16 @@ def main() -> int:
                    help="keep the operator rows of an earlier run (host-ort-1t-ops.csv); measure the models only")
     p.add_argument("--print-reference", action="store_true")
     p.add_argument("--smoke", action="store_true", help="a tiny sweep (checks the script, proves nothing)")
+    p.add_argument("--ops-again", action="store_true",
+                   help="phase 2 re-times every operator row in the models' passes (not 28) and also reports a fit "
+                        "on those: operator rows and models at one machine speed (~2x phase 2's time)")
     p.add_argument("--without-call-row", action="store_true",
                    help="fit without the sweep's empty call row (call_v784): what it changes (use with --reuse)")
     args = p.parse_args()
+    if args.ops_again and (args.reuse or args.reuse_kits):
+        print("--ops-again times a new models' kit (every operator row in it): it cannot be combined with --reuse "
+              "or --reuse-kits", file=sys.stderr)
+        return 2
     ops_csv, models_csv, all_csv = (OUT / f"host-ort-1t-{x}.csv" for x in ("ops", "models", "all"))
     ops: list = []
     if not args.reuse:
@@ -250,7 +285,7 @@ def main() -> int:
         if not (args.reuse_ops and ops_csv.is_file()):
             print(f"phase 1: {len(ops)} operator benchmarks on cpu {cpu}, 1 ONNX Runtime thread", file=sys.stderr)
             _time(ops, OUT / "kit-ops", ops_csv, args, cpu)
-    drift_csv, drift = OUT / "host-ort-1t-drift.csv", None
+    drift_csv, ops2_csv, drift = OUT / "host-ort-1t-drift.csv", OUT / "host-ort-1t-ops2.csv", None
     samples, meta = read_measure_csv(ops_csv)
     if args.without_call_row:
         samples = [s for s in samples if not s.meta["bench"].startswith("call_")]
@@ -259,9 +294,10 @@ def main() -> int:
         items, changed = _model_items(prof, args.seed, *((2, 1, 1) if args.smoke else (40, 8, 12)))
         print(f"phase 2: {len(items)} compressed models ({changed} configs exported at the kernels the predictor "
               "chose)", file=sys.stderr)
-        drift_items = _drift_items(ops)
+        drift_items = _drift_items(ops, len(ops) if args.ops_again else DRIFT_ROWS)
         _time(items + drift_items, OUT / "kit-models", models_csv, args, cpu)
         drift, per_pass = _split_drift(models_csv, ops_csv, drift_csv)
+        _write_phase2_ops(drift_csv, ops2_csv, keep=args.ops_again)
         print(f"machine drift: {len(drift_items)} operator rows timed in phase 2's passes / their phase-1 times: median "
               f"{drift:.3f}, per pass {' '.join(f'{d:.3f}' for d in per_pass)} (1.000: the same machine speed)")
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
@@ -290,14 +326,7 @@ def main() -> int:
         md = metrics(pred * drift, meas)
         print(f"  at phase 2's machine speed (predictions x drift {drift:.3f}): within ±10%: "
               f"{100 * md['within_10pct']:.1f}%, median predicted/measured {md['median_ratio']:.3f}")
-    for kind in ("classifier", "mae", "classifier_tome", "classifier_tome_only"):
-        sel = np.array([f"{DEFAULT}_{kind}_" in s.meta["bench"] for s in models])
-        if kind == "classifier":  # without the merging ones, which have their own line
-            sel &= np.array(["_tome_" not in s.meta["bench"] for s in models])
-        if sel.any():
-            km, err = metrics(pred[sel], meas[sel]), pred[sel] / meas[sel] - 1
-            print(f"  of which {kind}: n={km['n']}, MAPE {100 * km['mape']:.1f}%, within ±10%: "
-                  f"{100 * km['within_10pct']:.1f}%, errors {100 * err.min():+.1f}% .. {100 * err.max():+.1f}%")
+    _print_kinds(models, pred, meas)
     wb = np.array([sample_weight_bytes(s) for s in models]) / 1e6
     fp = prof.overhead.get("footprint")
     print("  by weight bytes per call (footprint: "
@@ -316,6 +345,15 @@ def main() -> int:
     if big.any():
         print("    > 4 MB: " + ", ".join(f"{s.meta['bench'].removeprefix(DEFAULT + '_')} {w:.1f} MB {100 * (p / y - 1):+.1f}%"
                                       for s, w, p, y, b in zip(models, wb, pred, meas, big) if b))
+    if ops2_csv.is_file():  # --ops-again: the fit on the operator rows timed in the models' own passes
+        samples2, meta2 = read_measure_csv(ops2_csv)
+        prof2 = calibrate_rows(samples2, meta2, name="host-ort-1t-phase2", source=ops2_csv, seed=args.seed, fit_on="ops")
+        pred2 = _predict_models(LatencyPredictor(prof2), models)
+        m2, o2 = metrics(pred2, meas), prof2.validation.get("heldout_ops", metrics(np.array([]), np.array([])))
+        print(f"fitted on the {len(samples2)} operator rows re-timed in phase 2's passes (held out: "
+              f"{100 * o2['within_10pct']:.0f}% within ±10%): models within ±10%: {100 * m2['within_10pct']:.1f}%, "
+              f"MAPE {100 * m2['mape']:.1f}%, median predicted/measured {m2['median_ratio']:.3f}")
+        _print_kinds(models, pred2, meas)
     if fp:  # the same rows without the footprint term: what it bought on this run
         flat = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops",
                               footprint=False)
