@@ -170,21 +170,38 @@ def _drift_items(ops: list, n: int = DRIFT_ROWS) -> list:
     return [replace(it, bench=f"drift_{it.bench}") for it in picked + [d for d in deep if d not in picked]]
 
 
-def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path) -> tuple[float, list[float]]:
-    """Move the ``drift_*`` rows of ``models_csv`` to ``drift_csv``; return (median ratio of their lowest pass
-    medians to their phase-1 times, the same median for each pass)."""
-    with open(models_csv, newline="") as f:
+def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    """``(header, rows)`` of a ``maec measure`` CSV, rows as strings."""
+    with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
-    with open(ops_csv, newline="") as f:
-        before = {r["bench"]: float(r["latency_ms"]) for r in csv.DictReader(f)}
-    for path, keep in ((models_csv, [r for r in rows if not r["bench"].startswith("drift_")]),
-                       (drift_csv, [r for r in rows if r["bench"].startswith("drift_")])):
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(keep)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_csv(path: Path, fields: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _phase1_ms(ops_csv: Path) -> dict[str, float]:
+    """``{bench: latency_ms}`` of the operator rows timed in phase 1."""
+    return {r["bench"]: float(r["latency_ms"]) for r in _read_csv(ops_csv)[1]}
+
+
+def _split_drift(models_csv: Path, ops_csv: Path, drift_csv: Path,
+                 ops2_csv: Path | None = None) -> tuple[float, list[float]]:
+    """Move the ``drift_*`` rows of ``models_csv`` to ``drift_csv`` (and, with ``ops2_csv`` -- ``--ops-again``:
+    every operator row was re-timed in phase 2 -- write them there under their operator names: a sweep timed
+    at the models' machine speed); return (median ratio of their lowest pass medians to their phase-1 times,
+    the same median for each pass)."""
+    fields, rows = _read_csv(models_csv)
+    before = _phase1_ms(ops_csv)
     drift = [r for r in rows if r["bench"].startswith("drift_")]
+    _write_csv(models_csv, fields, [r for r in rows if not r["bench"].startswith("drift_")])
+    _write_csv(drift_csv, fields, drift)
+    if ops2_csv is not None:
+        _write_csv(ops2_csv, fields, ({**r, "bench": r["bench"].removeprefix("drift_")} for r in drift))
     deep = {r["bench"].removeprefix("drift_"): round(float(r["latency_ms"]) / before[r["bench"].removeprefix("drift_")], 3)
             for r in drift if r["bench"].startswith("drift_block_")}
     if deep:
@@ -207,26 +224,9 @@ def _saved_drift(drift_csv: Path, ops_csv: Path) -> float | None:
     """The median drift of an earlier run's ``drift_csv`` (for ``--reuse``); None without one."""
     if not drift_csv.is_file():
         return None
-    with open(ops_csv, newline="") as f:
-        before = {r["bench"]: float(r["latency_ms"]) for r in csv.DictReader(f)}
-    with open(drift_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["bench"].removeprefix("drift_") in before]
+    before = _phase1_ms(ops_csv)
+    rows = [r for r in _read_csv(drift_csv)[1] if r["bench"].removeprefix("drift_") in before]
     return _drift_ratios(rows, before)[0] if rows else None
-
-
-def _write_phase2_ops(drift_csv: Path, ops2_csv: Path, *, keep: bool) -> None:
-    """With ``keep`` (``--ops-again``: every operator row was re-timed in phase 2), the drift rows under their
-    operator names as ``ops2_csv``, a sweep timed at the models' machine speed; else remove a stale one."""
-    ops2_csv.unlink(missing_ok=True)
-    if not keep:
-        return
-    with open(drift_csv, newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
-    with open(ops2_csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows({**r, "bench": r["bench"].removeprefix("drift_")} for r in rows)
 
 
 def _print_kinds(models: list, pred: np.ndarray, meas: np.ndarray) -> None:
@@ -296,8 +296,8 @@ def main() -> int:
               "chose)", file=sys.stderr)
         drift_items = _drift_items(ops, len(ops) if args.ops_again else DRIFT_ROWS)
         _time(items + drift_items, OUT / "kit-models", models_csv, args, cpu)
-        drift, per_pass = _split_drift(models_csv, ops_csv, drift_csv)
-        _write_phase2_ops(drift_csv, ops2_csv, keep=args.ops_again)
+        ops2_csv.unlink(missing_ok=True)  # a stale one would be reported under --reuse
+        drift, per_pass = _split_drift(models_csv, ops_csv, drift_csv, ops2_csv if args.ops_again else None)
         print(f"machine drift: {len(drift_items)} operator rows timed in phase 2's passes / their phase-1 times: median "
               f"{drift:.3f}, per pass {' '.join(f'{d:.3f}' for d in per_pass)} (1.000: the same machine speed)")
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]

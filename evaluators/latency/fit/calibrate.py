@@ -50,14 +50,24 @@ def sample_weight_bytes(s: Sample) -> float:
     return sum(count * weight_bytes(op) for op, count in s.terms) / s.calls
 
 
-def predict_with_footprint(samples: list[Sample], coefs: dict, footprint: dict | None) -> np.ndarray:
-    """:func:`predict_samples` plus each sample's weight footprint beyond the cache (``cost.footprint_ms``)."""
+def footprint_column_ms(samples: list[Sample], footprint: dict, weights: np.ndarray | None = None) -> np.ndarray:
+    """``[samples]`` each sample's weight footprint beyond the cache in ms: its calls x ``cost.footprint_ms`` of
+    its weight bytes (``weights``, when the caller has them already)."""
     from evaluators.latency.predict.cost import footprint_ms
 
+    w = weights if weights is not None else [sample_weight_bytes(s) for s in samples]
+    return np.array([s.calls * footprint_ms(x, footprint) for s, x in zip(samples, w)])
+
+
+def _with_footprint_column(samples: list[Sample], column_ms: np.ndarray) -> list[Sample]:
+    """``samples`` with ``column_ms`` as their ``footprint`` framework column (a free or fixed coefficient)."""
+    return [replace(s, extra=s.extra + (("footprint", float(v)),)) for s, v in zip(samples, column_ms)]
+
+
+def predict_with_footprint(samples: list[Sample], coefs: dict, footprint: dict | None) -> np.ndarray:
+    """:func:`predict_samples` plus each sample's weight footprint beyond the cache (``cost.footprint_ms``)."""
     pred = predict_samples(samples, coefs)
-    if footprint:
-        pred = pred + np.array([s.calls * footprint_ms(sample_weight_bytes(s), footprint) for s in samples])
-    return pred
+    return pred + footprint_column_ms(samples, footprint) if footprint else pred
 
 
 def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
@@ -68,8 +78,6 @@ def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
     n log(loss ratio) < -2 log n), so noise cannot buy a footprint. Rows that read more weights than a cache
     size (the sweep's chains of up to 12 blocks, 21 MB) are what can show it; without them, or when no cost
     beyond a cache shows, the footprint is None and the coefficients are the plain fit."""
-    from evaluators.latency.predict.cost import footprint_ms
-
     y = np.array([s.latency_ms for s in train])
     w = np.array([sample_weight_bytes(s) for s in train])
     plain = fit_coefficients(train, robust=True)
@@ -79,8 +87,7 @@ def fit_with_footprint(train: list[Sample]) -> tuple[dict, dict | None]:
         if not np.any(w > mb * 1e6):
             break
         per_byte = {"cache_bytes": mb * 1e6, "ns_per_byte": 1.0}  # the column: ms per (ns per byte)
-        rows = [replace(s, extra=s.extra + (("footprint", s.calls * footprint_ms(x, per_byte)),))
-                for s, x in zip(train, w)]
+        rows = _with_footprint_column(train, footprint_column_ms(train, per_byte, w))
         coefs = fit_coefficients(rows, robust=True)
         k = coefs.get(("extra", "footprint"), 0.0)
         loss = float(np.sum((predict_samples(rows, coefs) / y - 1) ** 2))
@@ -119,12 +126,9 @@ def fit_merge_last(train: list[Sample], coefs: dict, footprint: dict | None) -> 
     rows = [s for s in train if has_merge(s)]
     if not rows:
         return coefs
-    from evaluators.latency.predict.cost import footprint_ms
-
     fixed = {c: v for c, v in coefs.items() if "merge/fp32" not in c}
     if footprint:
-        rows = [replace(s, extra=s.extra + (("footprint", s.calls * footprint_ms(sample_weight_bytes(s), footprint)),))
-                for s in rows]
+        rows = _with_footprint_column(rows, footprint_column_ms(rows, footprint))
         fixed[("extra", "footprint")] = 1.0
     merged = fit_coefficients(rows, fixed=fixed, robust=True)
     return coefs | {c: v for c, v in merged.items() if "merge/fp32" in c}
