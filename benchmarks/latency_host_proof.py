@@ -316,6 +316,9 @@ def main() -> int:
           f"onnxruntime {meta.get('runtime_version')}, 1 thread")
     print(f"operator rows: {len(samples)} ({ops_m['n']} held out: MAPE {100 * ops_m['mape']:.1f}%, "
           f"{100 * ops_m['within_10pct']:.0f}% within ±10%)")
+    calls = [s.latency_ms for s in samples if not s.terms]  # the sweep's empty call row (op_items.call_item)
+    measured = ", ".join(f"{1e3 * ms:.2f} µs" for ms in calls) or "no call row"
+    print(f"per-call cost: measured {measured}, call_us fitted {prof.overhead['call_us']:.2f} µs")
     for s, pr, me in sorted(zip(models, pred, meas), key=lambda t: abs(t[1] / t[2] - 1), reverse=True)[:8]:
         print(f"  worst: {s.meta['bench']:52s} measured {me:7.3f} ms predicted {pr:7.3f} ms ({100 * (pr / me - 1):+.1f}%)")
     print(f"whole compressed models (none used for fitting): n={m['n']}, MAPE {100 * m['mape']:.1f}%, "
