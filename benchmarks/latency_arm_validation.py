@@ -9,11 +9,12 @@ Prints, from the project's CSV of published measurements (no timing here; second
 3. the same method per core and runtime on every core class in the data (A76, A75, Samsung M4, A55, A53;
    only the A76 is shipped), so that the model form is judged on cores it was not built for;
 4. held-out sources: every shipped profile against the rows of other sources on its own device (ncnn's
-   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny), predicted / measured, with the runtime factor stated;
+   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's DeiT-T/S/B on a Pi 4), predicted / measured, with the runtime
+   factor stated;
 5. the default profile (Raspberry Pi 4) against whole DeiT/ViT Tiny/Small/Base timed on a Pi 4 (batch 16,
    PyTorch eager, 4 threads; the rows its gemm and rest groups are fitted on): each size held out, the
-   size-scaling checks, the default model with its bounds; and its batch-1 size scaling against the nearest
-   core class with multi-size batch-1 rows (A75).
+   size-scaling checks, the default model with its bounds; SNP's batch-1 ONNX rows of a Pi 4 (held out) against
+   the 4-thread Pi 4 profile; and the default's batch-1 size scaling against the A75's multi-size rows.
 
     .venv/bin/python benchmarks/latency_arm_validation.py
 """
@@ -45,6 +46,7 @@ from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
 
+SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B on a Pi 4, batch 1, .onnx (PROVENANCE section 10): held out
 # shipped profile -> (device text in the CSV rows, threads)
 DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Raspberry Pi 4", 4),
                "rpi5-a76-ort-1t": ("Raspberry Pi 5", 1), "rpi5-a76-ort-4t": ("Raspberry Pi 5", 4),
@@ -115,7 +117,8 @@ def main() -> int:
                 continue
             p = pred.predict_ms(r.shape, global_pool="token") if r.source == "Tencent/ncnn" else pred.predict_ms(r.shape)
             stated = {"ncnn": "none known (ncnn fp16, own attention)",
-                      "tflite": "none (fp16-weight TFLite, threads not stated)"}.get(r.runtime, "none")
+                      "tflite": "none (fp16-weight TFLite, threads not stated)",
+                      "ort": "none needed (ONNX Runtime inferred, as the profile; 4 threads inferred)"}.get(r.runtime, "none")
             ratios.append(p / r.latency_ms)
             print(f"| {name} | {r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source}) | "
                   f"{r.latency_ms:.1f} | {p:.1f} | {p / r.latency_ms:.3f} | {stated} |")
@@ -133,7 +136,8 @@ def main() -> int:
           "to ncnn's ViT: another runtime and other models): "
           + ", ".join(f"{c} {1 / d['ratio']:.2f} ({d['n']} pairs)" for c, d in fp16.items() if d))
     print(f"\n{len(rr)} rows: within ±25% {100 * np.mean(np.abs(rr - 1) <= 0.25):.0f}%, median predicted/measured "
-          f"{np.median(rr):.3f} (no runtime factor applied: none is measured for these runtimes)")
+          f"{np.median(rr):.3f} (no runtime factor applied: none is measured for ncnn or NetsPresso's fp16-weight "
+          "TFLite; SNP's ONNX rows need none)")
 
     print(f"\n## 5. The default profile ({DEFAULT_PROFILE}) on whole ViTs of a Raspberry Pi 4\n")
     w = base.validation["whole_vit_pi4"]
@@ -162,6 +166,16 @@ def main() -> int:
     mb = sum(4 * op.k * op.n for op in decompose(default_model_shape()) if op.kind == "linear") / 1e6
     print(f"- its {mb:.1f} MB of fp32 weights per call: {mb / g[1]:.2f} GB/s effective with the shipped weight term, "
           f"{mb / (g[1] / ws):.2f} GB/s with HAT's (PyTorch eager; 1 thread)")
+    snp = {r.model: r for r in rows if r.source == SNP}
+    p4t = LatencyPredictor("rpi4-a72-ort-4t")
+    ratio = {m: p4t.predict_ms(r.shape) / r.latency_ms for m, r in snp.items()}
+    print(f"- batch 1, ONNX, on a Pi 4 ({SNP}; held out, runtime and 4 threads inferred): rpi4-a72-ort-4t predicted / measured "
+          + ", ".join(f"{_short(m)} {v:.3f}" for m, v in ratio.items()))
+    for a, b in (("deit-small-patch16-224", "deit-tiny-patch16-224"), ("deit-base-patch16-224", "deit-small-patch16-224")):
+        pa, pb = (p4t.predict_ms(snp[m].shape) for m in (a, b))
+        ma, mb_ = snp[a].latency_ms, snp[b].latency_ms
+        print(f"- batch 1 on a Pi 4, size scaling {_short(a + ' / ' + b)}: rpi4-a72-ort-4t {pa / pb:.2f}, measured "
+              f"{ma / mb_:.2f} ({100 * ((pa / pb) / (ma / mb_) - 1):+.1f}%)")
     pred = LatencyPredictor(DEFAULT_PROFILE)
     a75 = qed_rows(rows, "Cortex-A75")
     top = max(r.ghz for r in a75)

@@ -43,6 +43,11 @@ def _figures(v: dict) -> str:
         parts.append(f"whole DeiT/ViT on a Pi 4 (batch 16), each size held out: MAPE {100 * h['mape']:.1f}%, "
                      f"{100 * h['within_25pct']:.0f}% within ±25% (n={h['n']}); size scaling "
                      + ", ".join(f"{100 * c['error']:+.0f}%" for c in pi4["size_scaling"]))
+    onnx = v.get("heldout_onnx_pi4")
+    if onnx and onnx.get("rows"):
+        parts.append(f"held-out DeiT-T/S/B, batch 1, ONNX on a Pi 4 ({onnx['source']}): predicted / measured "
+                     + ", ".join(f"{r:.2f}" for r in onnx["ratio_predicted_over_measured"].values())
+                     + "; size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx["size_scaling"]))
     if v.get("anchor_only"):
         parts.append("relative to the Pi 5 by ncnn ViT-B/32 times only, no held-out rows")
     d = v.get("default_model")

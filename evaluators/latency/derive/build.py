@@ -33,6 +33,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from evaluators.latency.derive import priors
 from evaluators.latency.derive.rpi4_whole import refit_rpi4
 from evaluators.latency.derive.vit_anchored import build_vit_anchored
@@ -49,6 +51,8 @@ from evaluators.latency.fit.sources import (
     ncnn_vit_rows,
     paddle_ratios,
 )
+from evaluators.latency.fit.whole_model import DATA_CSV, read_rows
+from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
 GEMM_KINDS = ("linear", "conv", "attention")
@@ -177,6 +181,28 @@ def ncnn_cross_check(prof: DeviceProfile, root: Path | None = None) -> dict:
             "independent": prof.threads == 4}
 
 
+SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B, batch 1, `.onnx` on a Pi 4 (data/PROVENANCE.md section 10): held out
+
+
+def onnx_pi4_check(prof: DeviceProfile, csv: Path = DATA_CSV) -> dict:
+    """``prof`` (a Pi 4 profile) against SNP's batch-1 ONNX DeiT-T/S/B on a Pi 4 (threads inferred: 4), which no
+    profile is fitted on: predicted / measured per model and the two size-scaling checks. The 1-thread profile
+    has no rows of its own there; its entry says so (its GEMM terms are the 4-thread ones x the ncnn thread ratio)."""
+    rows = {r.model: r for r in read_rows(csv) if r.source == SNP and r.shape is not None}
+    if prof.threads != 4:
+        return {"source": SNP, "rows": 0, "note": "the rows ran on 4 threads (inferred): see rpi4-a72-ort-4t, whose "
+                "refit this profile shares (GEMM terms x the ncnn 1-thread / 4-thread ratio)"}
+    pred = {m: _predict_ms(prof, decompose(r.shape)) for m, r in rows.items()}
+    ratio = np.array([pred[m] / r.latency_ms for m, r in rows.items()])
+    checks = []
+    for a, b in (("deit-small-patch16-224", "deit-tiny-patch16-224"), ("deit-base-patch16-224", "deit-small-patch16-224")):
+        pr, me = pred[a] / pred[b], rows[a].latency_ms / rows[b].latency_ms
+        checks.append({"pair": f"{a} / {b}", "predicted": round(pr, 3), "measured": round(me, 3), "error": round(pr / me - 1, 4)})
+    return {"source": SNP, "rows": len(rows), "setting": "batch 1, ONNX (runtime and 4 threads inferred), fp32, 224 px",
+            "ratio_predicted_over_measured": {m: round(float(v), 4) for m, v in zip(rows, ratio)},
+            "within_25pct": round(float(np.mean(np.abs(ratio - 1) <= 0.25)), 4), "size_scaling": checks}
+
+
 def _assumptions(threads: int, thread_f: float, int8_ratio: float) -> list[str]:
     a = [
         ("GEMM core terms measured through PyTorch eager (HAT) transfer to ONNX Runtime's MLAS kernels on the same "
@@ -199,7 +225,8 @@ def build_rpi4_profiles(root: Path | None = None, *, seed: int = 0,
                         heldout_frac: float = 0.2) -> tuple[list[DeviceProfile], list[DeviceProfile], HatFit]:
     """``(shipped Pi 4 profiles, the HAT-based ones before the whole-ViT refit, the HAT fit)``."""
     hat, fit = build_rpi4(root, seed=seed, heldout_frac=heldout_frac)
-    refit = [replace(p, validation={**p.validation, "ncnn_cross_check": ncnn_cross_check(p, root)})
+    refit = [replace(p, validation={**p.validation, "ncnn_cross_check": ncnn_cross_check(p, root),
+                                    "heldout_onnx_pi4": onnx_pi4_check(p)})
              for p in refit_rpi4(hat, default_model_ms)]
     return refit, hat, fit
 
@@ -219,14 +246,33 @@ def main(argv: list[str] | None = None) -> int:
     bad = 0
     for prof in profiles:
         path = args.out / f"{prof.name}.json"
+        same = path.is_file() and same_profile(DeviceProfile.load(path), prof)
         if args.check:
-            same = path.is_file() and DeviceProfile.load(path) == prof
             bad += not same
             print(f"{'same' if same else 'DIFFERS'}: {path}")
+        elif same:  # not rewritten: a rebuild on another CPU would only move the last bits
+            print(f"unchanged: {path}")
         else:
             prof.save(path)
             print(f"wrote {path}: {prof.summary()}")
     return 1 if bad else 0
+
+
+def rounded(obj, digits: int = 12):
+    """``obj`` with every float rounded to ``digits`` significant digits (nested dicts and lists)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
+def same_profile(a: DeviceProfile, b: DeviceProfile) -> bool:
+    """Equal up to the last bits of the least-squares fits, which depend on the CPU's BLAS kernels (AVX2
+    and AVX-512 hosts differ in the 16th digit); everything else exactly."""
+    return rounded(a.to_dict()) == rounded(b.to_dict())
 
 
 if __name__ == "__main__":

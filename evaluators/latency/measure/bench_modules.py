@@ -31,6 +31,25 @@ class ParallelLinear(nn.Module):
         return tuple(self.act(getattr(self, n)(x)) for n, x in zip(self.names, xs))
 
 
+class ChainLinear(nn.Module):
+    """R pairs of Linears in sequence on one input ``x: [B, T, k]``: ``k -> n`` (optionally GELU), then
+    ``n -> k``, R times; one output ``[B, T, k]``. Each Linear reads the previous one's output, as the
+    Linears of a model (and a low-rank pair's two factors) do."""
+
+    def __init__(self, k: int, n: int, r: int, bias: bool, gelu: bool = False):
+        super().__init__()
+        self.names = [f"l{i}" for i in range(2 * r)]
+        for i, name in enumerate(self.names):
+            setattr(self, name, nn.Linear(*((k, n) if i % 2 == 0 else (n, k)), bias=bias))
+        self.act = nn.GELU() if gelu else nn.Identity()
+
+    def forward(self, x):
+        for i, name in enumerate(self.names):
+            x = getattr(self, name)(x)
+            x = self.act(x) if i % 2 == 0 else x
+        return x
+
+
 class Attentions(nn.Module):
     """R copies of timm's ``Attention.forward`` (qkv Linear, split heads, SDPA, merge, proj Linear)
     with ``heads`` x ``head_dim`` kept in a ``dim``-wide block, each on its own input ``[B, T, dim]``."""

@@ -56,24 +56,54 @@ def linear_item(tokens: int, k: int, n: int, bits: int = 32, act_bits: int = 32,
     ops = [[op.to_dict(), r]] + ([[Op("gelu", "gelu", elems=tokens * n).to_dict(), r]] if gelu else [])
 
     def build(path: Path) -> list[dict]:
-
         torch.manual_seed(0)
-        mod = bench_modules.ParallelLinear(k, n, r, bias, gelu)
-        xs = tuple(torch.randn(1, tokens, k) for _ in names)
-        if bits == 32:
-            bench_modules.export_module(mod, xs, path, names)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                fp32 = Path(tmp) / "fp32.onnx"
-                bench_modules.export_module(mod, xs, fp32, names)
-                calib = [{nm: np.random.default_rng(s).standard_normal((1, tokens, k)).astype(np.float32) for nm in names}
-                         for s in range(2)]
-                quantize_onnx(fp32, path, linear_bits={nm: bits for nm in mod.names}, act_bits=act_bits,
-                                calib_batches=calib if act_bits == 8 else None)
+        _export_linears(bench_modules.ParallelLinear(k, n, r, bias, gelu), names, tokens, k, path, bits, act_bits)
         return onnx_inputs(names, [(1, tokens, k)] * r)
 
     name = f"linear_t{tokens}_{k}x{n}_w{bits}a{act_bits}" + ("" if bias else "_nobias") + ("_gelu" if gelu else "")
     return BenchItem(name, "op", {"ops": ops, "io": 2 * (r - 1)}, build)
+
+
+def _export_linears(mod: nn.Module, names: list[str], tokens: int, k: int, path: Path, bits: int, act_bits: int) -> None:
+    """Export ``mod`` (inputs ``names``, each ``[1, tokens, k]``) with every Linear in ``mod.names`` at
+    ``bits`` / ``act_bits``, quantized as ``toolkit.onnx_quant`` does (static int8: two calibration batches)."""
+    xs = tuple(torch.randn(1, tokens, k) for _ in names)
+    if bits == 32:
+        bench_modules.export_module(mod, xs, path, names)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        bench_modules.export_module(mod, xs, fp32, names)
+        calib = [{nm: np.random.default_rng(s).standard_normal((1, tokens, k)).astype(np.float32) for nm in names}
+                 for s in range(2)]
+        quantize_onnx(fp32, path, linear_bits={nm: bits for nm in mod.names}, act_bits=act_bits,
+                      calib_batches=calib if act_bits == 8 else None)
+
+
+def linear_chain_item(tokens: int, k: int, n: int, bits: int = 32, act_bits: int = 32, gelu: bool = False,
+                      span: float = SPAN_BYTES) -> BenchItem:
+    """R pairs of Linears in sequence (``k -> n``, optionally GELU, ``n -> k``) on one graph input, quantized
+    as :func:`linear_item`'s; no extra graph inputs or outputs (``io`` 0).
+
+    Why beside the parallel rows: in those, every Linear has its own graph input and output, so a
+    Linear's fixed cost and a graph input's / output's are counted together (``io`` is 2 per branch in every
+    single-Linear row) and the fit cannot tell them apart; a model's Linears read the previous operator's
+    output instead (a low-rank pair's factors back to back). Measured on the Xeon host: 192 -> 24 -> 192
+    at 50 tokens 5.1 µs per Linear in sequence, 9.1 µs as parallel branches; 192 -> 576 -> 192 the same
+    either way (``benchmarks/README.md`` section 6)."""
+    r = _copies(2 * k * n, span, hi=24)
+    ops = [[Op("in", "linear", m=tokens, k=k, n=n, bits=bits, act_bits=act_bits).to_dict(), r],
+           [Op("out", "linear", m=tokens, k=n, n=k, bits=bits, act_bits=act_bits).to_dict(), r]]
+    if gelu:
+        ops.insert(1, [Op("gelu", "gelu", elems=tokens * n).to_dict(), r])
+
+    def build(path: Path) -> list[dict]:
+        torch.manual_seed(0)
+        _export_linears(bench_modules.ChainLinear(k, n, r, True, gelu), ["x"], tokens, k, path, bits, act_bits)
+        return onnx_inputs(["x"], [(1, tokens, k)])
+
+    return BenchItem(f"linchain_t{tokens}_{k}x{n}_w{bits}a{act_bits}" + ("_gelu" if gelu else ""), "op",
+                     {"ops": ops, "io": 0}, build)
 
 
 def attention_item(tokens: int, dim: int, heads: int, head_dim: int, span: float = SPAN_BYTES) -> BenchItem:
@@ -289,6 +319,12 @@ def op_items(sweep: str, seed: int = 0, span: float = SPAN_BYTES) -> list[BenchI
         for k, n in quant_shapes:
             for t in rng.choice(tokens, size=2, replace=False):
                 items.append(lin(int(t), k, n, bits, act))
+    # Linears in sequence (linear_chain_item): a Linear's own fixed cost apart from a graph input's / output's
+    for bits, act in ((32, 32), (16, 32), (8, 32), (8, 8), (4, 32), (4, 8)):
+        for t, k, n in ((50, 192, 24), (13, 192, 768), (65, 384, 48)):
+            items.append(linear_chain_item(t, k, n, bits, act, span=span))
+    items += [linear_chain_item(t, k, n, span=span) for t, k, n in ((17, 64, 8), (197, 768, 96), (50, 128, 512))]
+    items.append(linear_chain_item(50, 192, 768, gelu=True, span=span))
     for t in (10, 13, 17, 50, 65, 197):
         for dim, h, d in ((192, 1, 64), (192, 2, 64), (192, 3, 64), (128, 4, 32), (384, 6, 64), (768, 12, 64),
                           (256, 4, 64)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators.latency.measure.items import spec_ops
-from evaluators.latency.measure.op_items import block_item, call_item, merging_block_item, op_items
+from evaluators.latency.measure.op_items import block_item, call_item, linear_chain_item, merging_block_item, op_items
 from evaluators.latency.measure.ort_timing import time_ms
 
 
@@ -60,3 +60,21 @@ def test_call_item_runs_no_operator_and_leads_both_sweeps(tmp_path):
     assert inputs == [{"name": "x", "shape": [1, 12]}]
     assert time_ms(tmp_path / "c.onnx", inputs, repeats=2, warmup=1)["latency_ms"] > 0
     assert [s[0].bench for s in (op_items("quick"), op_items("standard"))] == ["call_v784", "call_v784"]
+
+
+@pytest.mark.parametrize("bits, act_bits", [(32, 32), (8, 32)])
+def test_linear_chain_item_runs_its_linears_in_sequence_on_one_input(tmp_path, bits, act_bits):
+    import onnx
+
+    item = linear_chain_item(13, 32, 8, bits, act_bits, span=4 * 2 * 32 * 8 * 3)  # 3 pairs of weights
+    assert item.bench == f"linchain_t13_32x8_w{bits}a{act_bits}" and item.spec["io"] == 0
+    ops = list(spec_ops(item.spec))
+    assert [(op.k, op.n, op.bits, n) for op, n in ops] == [(32, 8, bits, 3), (8, 32, bits, 3)]
+    inputs = item.build(tmp_path / "c.onnx")
+    assert inputs == [{"name": "x", "shape": [1, 13, 32]}]
+    graph = onnx.load(str(tmp_path / "c.onnx")).graph
+    assert len(graph.input) == 1 and len(graph.output) == 1
+    matmuls = [n for n in graph.node if n.op_type in ("Gemm", "MatMul", "MatMulInteger", "DynamicQuantizeMatMul")]
+    assert len(matmuls) == 6
+    assert time_ms(tmp_path / "c.onnx", inputs, repeats=2, warmup=1)["latency_ms"] > 0
+    assert sum(i.bench.startswith("linchain_") for i in op_items("standard")) == 22

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from evaluators.latency.derive.build import build_all, default_model_ms
+from evaluators.latency.derive.build import build_all, default_model_ms, same_profile
 from evaluators.latency.errors import ProfileError
 from evaluators.latency.fit.calibrate import expected_keys
 from evaluators.latency.predict.predictor import LatencyPredictor
@@ -53,25 +53,12 @@ def test_default_model_is_a_real_trade_off_at_20_ms():
     assert load_profile(DEFAULT_PROFILE).validation["default_model"]["predicted_ms"] == round(ms, 3)
 
 
-def _rounded(obj, digits: int = 12):
-    """``obj`` with every float rounded to ``digits`` significant digits (nested dicts and lists)."""
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}")
-    if isinstance(obj, dict):
-        return {k: _rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_rounded(v, digits) for v in obj]
-    return obj
-
-
 def test_recalibrating_from_the_shared_data_reproduces_the_shipped_profiles(arm_dir):
     rebuilt = {p.name: p for p in build_all(arm_dir)}
     shipped = {p.stem: DeviceProfile.load(p) for p in SHIPPED_DIR.glob("*.json")}
     assert set(rebuilt) == set(shipped)
     for name, p in rebuilt.items():
-        # equal up to the last bits of the least-squares fit, which depend on the CPU's BLAS kernels
-        # (AVX2 vs AVX-512 hosts differ in the 16th digit); everything else exactly
-        assert _rounded(p.to_dict()) == _rounded(shipped[name].to_dict()), name
+        assert same_profile(p, shipped[name]), name  # up to the BLAS-dependent last bits
 
 
 def test_ours_beats_the_flops_baselines_on_the_hat_rows():
