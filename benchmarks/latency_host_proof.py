@@ -14,6 +14,7 @@ the search space, exports each as the predictor's ``deployable_config`` (what th
 times them; then every model is predicted with ``LatencyPredictor`` and compared.
     .venv/bin/python benchmarks/latency_host_proof.py --print-reference   # also print priors.HOST_REFERENCE
     .venv/bin/python benchmarks/latency_host_proof.py --reuse --without-call-row   # the fit without the call row
+    .venv/bin/python benchmarks/latency_host_proof.py --reuse --without-chain-rows # ... without the Linear chains
     .venv/bin/python benchmarks/latency_host_proof.py --ops-again     # + every operator row in the models' passes
 
 Measurements need a quiet machine: the script refuses to time while `mae.train` runs (``--force``
@@ -265,6 +266,8 @@ def main() -> int:
                         "on those: operator rows and models at one machine speed (~2x phase 2's time)")
     p.add_argument("--without-call-row", action="store_true",
                    help="fit without the sweep's empty call row (call_v784): what it changes (use with --reuse)")
+    p.add_argument("--without-chain-rows", action="store_true",
+                   help="what-if: fit without the Linears-in-sequence rows (op_items.linear_chain_item); saves nothing")
     args = p.parse_args()
     if args.ops_again and (args.reuse or args.reuse_kits):
         print("--ops-again times a new models' kit (every operator row in it): it cannot be combined with --reuse "
@@ -289,6 +292,8 @@ def main() -> int:
     samples, meta = read_measure_csv(ops_csv)
     if args.without_call_row:
         samples = [s for s in samples if not s.meta["bench"].startswith("call_")]
+    if args.without_chain_rows:
+        samples = [s for s in samples if not s.meta["bench"].startswith("linchain_")]
     prof = calibrate_rows(samples, meta, name="host-ort-1t", source=ops_csv, seed=args.seed, fit_on="ops")
     if not args.reuse:
         items, changed = _model_items(prof, args.seed, *((2, 1, 1) if args.smoke else (40, 8, 12)))
@@ -302,7 +307,8 @@ def main() -> int:
               f"{drift:.3f}, per pass {' '.join(f'{d:.3f}' for d in per_pass)} (1.000: the same machine speed)")
         lines = ops_csv.read_text().splitlines(keepends=True) + models_csv.read_text().splitlines(keepends=True)[1:]
         all_csv.write_text("".join(lines))  # `maec calibrate host-ort-1t-all.csv --fit-on ops` gives the same
-    if not args.without_call_row:  # a what-if: the saved profile stays the one fitted on every row
+    what_if = args.without_call_row or args.without_chain_rows
+    if not what_if:  # a what-if: the saved profile stays the one fitted on every row
         prof.save(OUT / "host-ort-1t.json")
     models, _ = read_measure_csv(models_csv)
     predictor = LatencyPredictor(prof)  # what the search uses: envelope and low-rank pairing included
@@ -350,6 +356,8 @@ def main() -> int:
                                       for s, w, p, y, b in zip(models, wb, pred, meas, big) if b))
     if ops2_csv.is_file():  # --ops-again: the fit on the operator rows timed in the models' own passes
         samples2, meta2 = read_measure_csv(ops2_csv)
+        if args.without_chain_rows:
+            samples2 = [s for s in samples2 if not s.meta["bench"].startswith("linchain_")]
         prof2 = calibrate_rows(samples2, meta2, name="host-ort-1t-phase2", source=ops2_csv, seed=args.seed, fit_on="ops")
         pred2 = _predict_models(LatencyPredictor(prof2), models)
         m2, o2 = metrics(pred2, meas), prof2.validation.get("heldout_ops", metrics(np.array([]), np.array([])))
@@ -365,7 +373,7 @@ def main() -> int:
         print(f"  the same rows fitted without the footprint: models within ±10% {100 * mf['within_10pct']:.1f}%, "
               f"operator rows held out {100 * flat.validation['heldout_ops']['within_10pct']:.0f}%, models > 4 MB "
               + ", ".join(f"{100 * e:+.1f}%" for e in (pred_f / meas - 1)[big]))
-    if not args.without_call_row:
+    if not what_if:
         print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")
     if args.print_reference:
         print(reference_block(ops_csv))

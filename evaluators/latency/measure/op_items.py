@@ -88,9 +88,9 @@ def linear_chain_item(tokens: int, k: int, n: int, bits: int = 32, act_bits: int
     Why beside the parallel rows: in those, every Linear has its own graph input and output, so a
     Linear's fixed cost and a graph input's / output's are counted together (``io`` is 2 per branch in every
     single-Linear row) and the fit cannot tell them apart; a model's Linears read the previous operator's
-    output instead (a low-rank pair's factors back to back). Measured on the Xeon host: 192 -> 24 -> 192
-    at 50 tokens 5.1 µs per Linear in sequence, 9.1 µs as parallel branches; 192 -> 576 -> 192 the same
-    either way (``benchmarks/README.md`` section 6)."""
+    output instead (a low-rank pair's factors back to back). Measured on the Xeon host
+    (``benchmarks/latency_chain_rows.py``): 192 -> 24 -> 192 at 50 tokens 5.8 µs per Linear in sequence,
+    8.8 µs as parallel branches; 192 -> 576 -> 192 71.7 against 75.4 µs."""
     r = _copies(2 * k * n, span, hi=24)
     ops = [[Op("in", "linear", m=tokens, k=k, n=n, bits=bits, act_bits=act_bits).to_dict(), r],
            [Op("out", "linear", m=tokens, k=n, n=k, bits=bits, act_bits=act_bits).to_dict(), r]]
