@@ -14,7 +14,6 @@ thread, ``--rounds`` interleaved passes, lowest pass median.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latency_mae_dissect import pinned_host_predictor  # noqa: E402 (benchmarks/ is the script's own folder)
+
 from evaluators.latency.measure.model_items import model_item
 from evaluators.latency.measure.ort_timing import time_ms
-from evaluators.latency.predict.predictor import LatencyPredictor
-from evaluators.latency.predict.profile import DeviceProfile
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
 
@@ -63,11 +62,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = p.parse_args()
-    if not Path(args.profile).exists():
-        print(f"no host profile at {args.profile}: run benchmarks/latency_host_proof.py first", file=sys.stderr)
+    predictor = pinned_host_predictor(args.profile, args.cpu)
+    if predictor is None:
         return 2
-    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
-    predictor = LatencyPredictor(DeviceProfile.load(args.profile))
     task = "reconstruct" if args.kind == "mae" else "classify"
     shape = describe(create_model(PRESET, kind=args.kind), name=PRESET)
     configs = variants(CompressionConfig.identity(shape))

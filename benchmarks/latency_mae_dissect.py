@@ -64,6 +64,16 @@ def back_to_back_ms(files: list[tuple[Path, list[dict]]], repeats: int = 300, wa
     return float(np.median(times))
 
 
+def pinned_host_predictor(profile: str, cpu: int | None) -> LatencyPredictor | None:
+    """The predictor of the host proof's ``profile`` with this process pinned to ``cpu`` (default: the last
+    core); None, after saying why, when the host proof has not been run."""
+    if not Path(profile).exists():
+        print(f"no host profile at {profile}: run benchmarks/latency_host_proof.py first", file=sys.stderr)
+        return None
+    os.sched_setaffinity(0, {cpu if cpu is not None else max(os.sched_getaffinity(0))})
+    return LatencyPredictor(DeviceProfile.load(profile))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default=str(ROOT / "results" / "latency" / "host-ort-1t.json"))
@@ -71,11 +81,9 @@ def main() -> int:
     p.add_argument("--mask-ratio", type=float, default=0.75, help="0.75: the encoder sees 1 + 12 tokens; 0: all 50")
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = p.parse_args()
-    if not Path(args.profile).exists():
-        print(f"no host profile at {args.profile}: run benchmarks/latency_host_proof.py first", file=sys.stderr)
+    predictor = pinned_host_predictor(args.profile, args.cpu)
+    if predictor is None:
         return 2
-    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
-    predictor = LatencyPredictor(DeviceProfile.load(args.profile))
     shape = describe(create_model(PRESET, kind="mae"), name=PRESET)
     identity = CompressionConfig.identity(shape)
     configs = {name: variant(identity, *keep) for name, keep in VARIANTS.items()}
