@@ -2,7 +2,7 @@
 
 Times the uncompressed model and variants that change one thing in every encoder block -- attention removed
 (3 or 6 blocks), 1 head, 384 MLP units, MLP removed (3 blocks), every Linear at dynamic int8 / fp16 / low rank
-24 or 48 -- and prints each one's error against the host profile that ``benchmarks/latency_host_proof.py``
+24 or 48, low rank 24 and int8 together; for the full MAE also the decoder's Linears alone -- and prints each one's error against the host profile that ``benchmarks/latency_host_proof.py``
 fitted on operator rows (``results/latency/host-ort-1t.json``), also relative to the uncompressed model's
 error (what the knob itself adds, whatever the machine's speed since the profile was fitted).
 ``--kind mae`` does the same on the full MAE (encoder at 13 visible tokens). One core, one ONNX Runtime
@@ -32,10 +32,11 @@ PRESET = "mae_vit_tiny_p4_28"
 
 
 def variants(identity: CompressionConfig) -> dict[str, CompressionConfig]:
-    """The uncompressed config and one-knob variants of its encoder blocks (the decoder untouched)."""
-    def each(change, first: int | None = None) -> CompressionConfig:
+    """The uncompressed config, one-knob variants of its encoder blocks, low rank and int8 together, and (full
+    MAE) the decoder's Linears alone at int8 or low rank."""
+    def each(change, first: int | None = None, part: str = "blocks") -> CompressionConfig:
         d = identity.to_dict()
-        for i, b in enumerate(d["blocks"]):
+        for i, b in enumerate(d[part]):
             if first is None or i < first:
                 change(b)
         return CompressionConfig.from_dict(d)
@@ -43,6 +44,14 @@ def variants(identity: CompressionConfig) -> dict[str, CompressionConfig]:
     def linears(key: str, value):
         return lambda b: b.update({key: {n: value for n in b[key]}})
 
+    def both(b):  # low rank and dynamic int8 in the same Linears, as the sampled configs mix them
+        linears("ranks", 24)(b)
+        linears("weight_bits", 8)(b)
+
+    mixed = {"rank 24 + dynamic int8": each(both)}
+    if identity.decoder_blocks:
+        mixed["decoder only: dynamic int8"] = each(linears("weight_bits", 8), part="decoder_blocks")
+        mixed["decoder only: rank 24"] = each(linears("ranks", 24), part="decoder_blocks")
     return {"uncompressed": identity,
             "attention removed x3": each(lambda b: b.update(heads=0), 3),
             "attention removed x6": each(lambda b: b.update(heads=0)),
@@ -52,7 +61,7 @@ def variants(identity: CompressionConfig) -> dict[str, CompressionConfig]:
             "dynamic int8": each(linears("weight_bits", 8)),
             "fp16": each(linears("weight_bits", 16)),
             "rank 24": each(linears("ranks", 24)),
-            "rank 48": each(linears("ranks", 48))}
+            "rank 48": each(linears("ranks", 48)), **mixed}
 
 
 def main() -> int:
@@ -67,7 +76,8 @@ def main() -> int:
         return 2
     task = "reconstruct" if args.kind == "mae" else "classify"
     shape = describe(create_model(PRESET, kind=args.kind), name=PRESET)
-    configs = variants(CompressionConfig.identity(shape))
+    # exported as the predictor's deployable_config, as the host proof and the search do (the kernels it priced)
+    configs = {n: predictor.deployable_config(shape, c, task=task) for n, c in variants(CompressionConfig.identity(shape)).items()}
     measured: dict[str, list[float]] = {n: [] for n in configs}
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
