@@ -69,6 +69,7 @@ def main() -> int:
     p.add_argument("--kind", choices=("classifier", "mae"), default="classifier")
     p.add_argument("--profile", default=str(ROOT / "results" / "latency" / "host-ort-1t.json"))
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--mask-ratio", type=float, default=0.75, help="full MAE: 0.75, the encoder sees 1 + 12 tokens; 0: all 50")
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = p.parse_args()
     predictor = pinned_host_predictor(args.profile, args.cpu)
@@ -77,23 +78,24 @@ def main() -> int:
     task = "reconstruct" if args.kind == "mae" else "classify"
     shape = describe(create_model(PRESET, kind=args.kind), name=PRESET)
     # exported as the predictor's deployable_config, as the host proof and the search do (the kernels it priced)
-    configs = {n: predictor.deployable_config(shape, c, task=task) for n, c in variants(CompressionConfig.identity(shape)).items()}
+    configs = {n: predictor.deployable_config(shape, c, task=task, mask_ratio=args.mask_ratio)
+               for n, c in variants(CompressionConfig.identity(shape)).items()}
     measured: dict[str, list[float]] = {n: [] for n in configs}
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for i, (name, cfg) in enumerate(configs.items()):
             path = Path(tmp) / f"v{i}.onnx"
-            files[name] = (path, model_item(PRESET, args.kind, cfg, f"v{i}").build(path))
+            files[name] = (path, model_item(PRESET, args.kind, cfg, f"v{i}", mask_ratio=args.mask_ratio).build(path))
         for r in range(args.rounds):  # interleaved passes: a disturbed window hits one pass of each
             for name, (path, inputs) in files.items():
                 measured[name].append(time_ms(path, inputs, repeats=300, warmup=20)["latency_ms"])
             print(f"pass {r + 1}/{args.rounds} done", file=sys.stderr)
-    print(f"{args.kind} ({task}), profile {args.profile}")
+    print(f"{args.kind} ({task}{f', mask ratio {args.mask_ratio}' if args.kind == 'mae' else ''}), profile {args.profile}")
     print("| variant (every encoder block) | measured ms | predicted ms | error | relative to the uncompressed |")
     print("|---|---|---|---|---|")
     base = None
     for name, cfg in configs.items():
-        meas, pred = min(measured[name]), predictor.predict_ms(shape, cfg, task=task)
+        meas, pred = min(measured[name]), predictor.predict_ms(shape, cfg, task=task, mask_ratio=args.mask_ratio)
         ratio = pred / meas
         base = ratio if base is None else base
         print(f"| {name} | {meas:.3f} | {pred:.3f} | {100 * (ratio - 1):+.1f}% | {100 * (ratio / base - 1):+.1f}% |")
