@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from evaluators.latency.derive.build import default_model_ms, default_model_shape
+from evaluators.latency.derive.build import SNP, default_model_ms, default_model_shape, onnx_pi4_check
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
     QED,
@@ -46,7 +46,6 @@ from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
 
-SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B on a Pi 4, batch 1, .onnx (PROVENANCE section 10): held out
 # shipped profile -> (device text in the CSV rows, threads)
 DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Raspberry Pi 4", 4),
                "rpi5-a76-ort-1t": ("Raspberry Pi 5", 1), "rpi5-a76-ort-4t": ("Raspberry Pi 5", 4),
@@ -166,16 +165,12 @@ def main() -> int:
     mb = sum(4 * op.k * op.n for op in decompose(default_model_shape()) if op.kind == "linear") / 1e6
     print(f"- its {mb:.1f} MB of fp32 weights per call: {mb / g[1]:.2f} GB/s effective with the shipped weight term, "
           f"{mb / (g[1] / ws):.2f} GB/s with HAT's (PyTorch eager; 1 thread)")
-    snp = {r.model: r for r in rows if r.source == SNP}
-    p4t = LatencyPredictor("rpi4-a72-ort-4t")
-    ratio = {m: p4t.predict_ms(r.shape) / r.latency_ms for m, r in snp.items()}
+    snp = onnx_pi4_check(four)  # recomputed from the CSV, as the 4-thread profile lists it
     print(f"- batch 1, ONNX, on a Pi 4 ({SNP}; held out, runtime and 4 threads inferred): rpi4-a72-ort-4t predicted / measured "
-          + ", ".join(f"{_short(m)} {v:.3f}" for m, v in ratio.items()))
-    for a, b in (("deit-small-patch16-224", "deit-tiny-patch16-224"), ("deit-base-patch16-224", "deit-small-patch16-224")):
-        pa, pb = (p4t.predict_ms(snp[m].shape) for m in (a, b))
-        ma, mb_ = snp[a].latency_ms, snp[b].latency_ms
-        print(f"- batch 1 on a Pi 4, size scaling {_short(a + ' / ' + b)}: rpi4-a72-ort-4t {pa / pb:.2f}, measured "
-              f"{ma / mb_:.2f} ({100 * ((pa / pb) / (ma / mb_) - 1):+.1f}%)")
+          + ", ".join(f"{_short(m)} {v:.3f}" for m, v in snp["ratio_predicted_over_measured"].items()))
+    for c in snp["size_scaling"]:
+        print(f"- batch 1 on a Pi 4, size scaling {_short(c['pair'])}: rpi4-a72-ort-4t {c['predicted']:.2f}, measured "
+              f"{c['measured']:.2f} ({100 * c['error']:+.1f}%)")
     pred = LatencyPredictor(DEFAULT_PROFILE)
     a75 = qed_rows(rows, "Cortex-A75")
     top = max(r.ghz for r in a75)

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluators.latency.measure.op_items import linear_chain_item, linear_item
-from evaluators.latency.measure.ort_timing import time_ms
+from evaluators.latency.measure.ort_timing import time_interleaved_ms
 
 SHAPES = ((50, 192, 24), (13, 192, 768), (65, 384, 48), (50, 192, 576))  # tokens, k, n
 
@@ -36,19 +36,15 @@ def main() -> int:
     for t, k, n in SHAPES:
         items += [linear_item(t, k, n, span=args.span), linear_item(t, n, k, span=args.span),
                   linear_chain_item(t, k, n, span=args.span)]
-    per_linear: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        built = []
+        files = {}
         for it in items:
             path = Path(tmp) / f"{it.bench}.onnx"
-            copies = sum(c for _, c in it.spec["ops"])
-            built.append((it.bench, path, it.build(path), copies))
-        for r in range(args.rounds):  # interleaved passes: a disturbed window hits one pass of each row
-            for bench, path, inputs, copies in built:
-                ms = time_ms(path, inputs, repeats=200, warmup=20)["latency_ms"]
-                per_linear.setdefault(bench, []).append(1e3 * ms / copies)
-            print(f"pass {r + 1}/{args.rounds} done", file=sys.stderr)
-    best = {b: min(v) for b, v in per_linear.items()}
+            files[it.bench] = (path, it.build(path))
+        # interleaved passes, lowest pass median: a disturbed window hits one pass of each row
+        timed = time_interleaved_ms(files, rounds=args.rounds, repeats=200, warmup=20, progress=True)
+    # µs per Linear: a row's time over the Linears it runs
+    best = {it.bench: 1e3 * timed[it.bench]["latency_ms"] / sum(c for _, c in it.spec["ops"]) for it in items}
     print("| tokens, k -> n | parallel k -> n, µs per Linear | parallel n -> k | in sequence (k -> n -> k) | sequence / parallel mean |")
     print("|---|---|---|---|---|")
     for t, k, n in SHAPES:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from latency_mae_dissect import pinned_host_predictor  # noqa: E402 (benchmarks/ is the script's own folder)
 
 from evaluators.latency.measure.model_items import model_item
-from evaluators.latency.measure.ort_timing import time_ms
+from evaluators.latency.measure.ort_timing import time_interleaved_ms
 from mae.model import create_model, describe
 from spaces.config import CompressionConfig
 
@@ -80,22 +80,19 @@ def main() -> int:
     # exported as the predictor's deployable_config, as the host proof and the search do (the kernels it priced)
     configs = {n: predictor.deployable_config(shape, c, task=task, mask_ratio=args.mask_ratio)
                for n, c in variants(CompressionConfig.identity(shape)).items()}
-    measured: dict[str, list[float]] = {n: [] for n in configs}
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for i, (name, cfg) in enumerate(configs.items()):
             path = Path(tmp) / f"v{i}.onnx"
             files[name] = (path, model_item(PRESET, args.kind, cfg, f"v{i}", mask_ratio=args.mask_ratio).build(path))
-        for r in range(args.rounds):  # interleaved passes: a disturbed window hits one pass of each
-            for name, (path, inputs) in files.items():
-                measured[name].append(time_ms(path, inputs, repeats=300, warmup=20)["latency_ms"])
-            print(f"pass {r + 1}/{args.rounds} done", file=sys.stderr)
+        # interleaved passes, lowest pass median: a disturbed window hits one pass of each
+        timed = time_interleaved_ms(files, rounds=args.rounds, repeats=300, warmup=20, progress=True)
     print(f"{args.kind} ({task}{f', mask ratio {args.mask_ratio}' if args.kind == 'mae' else ''}), profile {args.profile}")
     print("| variant (every encoder block) | measured ms | predicted ms | error | relative to the uncompressed |")
     print("|---|---|---|---|---|")
     base = None
     for name, cfg in configs.items():
-        meas, pred = min(measured[name]), predictor.predict_ms(shape, cfg, task=task, mask_ratio=args.mask_ratio)
+        meas, pred = timed[name]["latency_ms"], predictor.predict_ms(shape, cfg, task=task, mask_ratio=args.mask_ratio)
         ratio = pred / meas
         base = ratio if base is None else base
         print(f"| {name} | {meas:.3f} | {pred:.3f} | {100 * (ratio - 1):+.1f}% | {100 * (ratio / base - 1):+.1f}% |")

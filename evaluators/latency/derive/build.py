@@ -188,10 +188,10 @@ def onnx_pi4_check(prof: DeviceProfile, csv: Path = DATA_CSV) -> dict:
     """``prof`` (a Pi 4 profile) against SNP's batch-1 ONNX DeiT-T/S/B on a Pi 4 (threads inferred: 4), which no
     profile is fitted on: predicted / measured per model and the two size-scaling checks. The 1-thread profile
     has no rows of its own there; its entry says so (its GEMM terms are the 4-thread ones x the ncnn thread ratio)."""
-    rows = {r.model: r for r in read_rows(csv) if r.source == SNP and r.shape is not None}
     if prof.threads != 4:
         return {"source": SNP, "rows": 0, "note": "the rows ran on 4 threads (inferred): see rpi4-a72-ort-4t, whose "
                 "refit this profile shares (GEMM terms x the ncnn 1-thread / 4-thread ratio)"}
+    rows = {r.model: r for r in read_rows(csv) if r.source == SNP and r.shape is not None}
     pred = {m: _predict_ms(prof, decompose(r.shape)) for m, r in rows.items()}
     ratio = np.array([pred[m] / r.latency_ms for m, r in rows.items()])
     checks = []
