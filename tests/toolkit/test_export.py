@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
@@ -162,6 +163,31 @@ def test_int8_dynamic_matches_simulation_at_batch_1(tmp_path):
 
 
 @pytest.mark.usefixtures("needs_exact_ort_int8")
+@pytest.mark.parametrize("act_bits", [32, 8])
+def test_int8_mae_keeps_the_float_shapes_so_ort_fuses_no_skip_layernorm(tmp_path, act_bits):
+    # ORT's quantizer infers every shape; left in the graph they let ORT fuse the last residual Add and
+    # norm / decoder_norm into SkipLayerNormalization, 2-7x slower on the CPU (benchmarks/onnx_skip_layernorm.py)
+    mae = create_model(TEST, kind="mae").eval()
+    path = export_onnx(mae, tmp_path / "m.onnx", mask_ratio=0.75)
+    names = [n for n in linear_nodes(onnx.load(str(path))) if "blocks" in n]
+    calib = [(_images(2, 7), None)] if act_bits == 8 else None
+    quantize_onnx(path, tmp_path / "q.onnx", linear_bits={n: 8 for n in names}, act_bits=act_bits,
+                  calib_batches=calib)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert list(q.graph.value_info) == list(onnx.load(str(path)).graph.value_info)
+    assert any(n.op_type in ("MatMulInteger", "DequantizeLinear") for n in q.graph.node)  # it is int8
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), opts, providers=["CPUExecutionProvider"])
+    ran = {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+    assert "SkipLayerNormalization" not in ran and "LayerNormalization" in ran
+    # the graph as ORT's quantizer leaves it would fuse (so the check above can fail)
+    onnx.save(onnx.shape_inference.infer_shapes(q), str(tmp_path / "shaped.onnx"))
+    opts.optimized_model_filepath = str(tmp_path / "opt2.onnx")
+    ort.InferenceSession(str(tmp_path / "shaped.onnx"), opts, providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" in {n.op_type for n in onnx.load(str(tmp_path / "opt2.onnx")).graph.node}
+
+
 def test_int8_static_qdq_matches_simulation(tmp_path):
     m = _classifier()
     calib = [_images(16, 10), _images(16, 11)]
