@@ -267,10 +267,10 @@ def _same_value_info(quantized: onnx.ModelProto, source: onnx.ModelProto) -> onn
 
     Why: ORT's quantizer runs shape inference and leaves every inferred shape in the graph. With them ONNX
     Runtime fuses a residual Add and the LayerNormalization after it into ``SkipLayerNormalization``
-    (the full MAE's encoder ``norm`` and ``decoder_norm``), a contrib kernel that on the CPU costs 3-7x
-    the Add and LayerNormalization it replaces (``benchmarks/onnx_skip_layernorm.py``: 20 against ~5 µs
-    at 13 x 192, 43 against ~7 µs at 50 x 128): a dynamic-int8 MAE ran 4-10% slower than the same graph
-    without those shapes, and than the float graphs the latency rows price. The exporter writes none, so
+    (the full MAE's encoder ``norm`` and ``decoder_norm``), a contrib kernel that on the CPU costs 2.4-7x
+    the Add and LayerNormalization it replaces (``benchmarks/onnx_skip_layernorm.py``, Xeon host: 20.6
+    against 8.6 µs at 13 x 192, 43.3 against 11.4 µs at 50 x 128): a dynamic-int8 MAE ran 6-9% slower than
+    the same graph without those shapes, and than the float graphs the latency rows price. The exporter writes none, so
     the quantized graph keeps none either and is optimized the way its float export is.
     """
     del quantized.graph.value_info[:]

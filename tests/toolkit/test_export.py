@@ -166,7 +166,7 @@ def test_int8_dynamic_matches_simulation_at_batch_1(tmp_path):
 @pytest.mark.parametrize("act_bits", [32, 8])
 def test_int8_mae_keeps_the_float_shapes_so_ort_fuses_no_skip_layernorm(tmp_path, act_bits):
     # ORT's quantizer infers every shape; left in the graph they let ORT fuse the last residual Add and
-    # norm / decoder_norm into SkipLayerNormalization, 2-7x slower on the CPU (benchmarks/onnx_skip_layernorm.py)
+    # norm / decoder_norm into SkipLayerNormalization, 2.4-7x slower on the CPU (benchmarks/onnx_skip_layernorm.py)
     mae = create_model(TEST, kind="mae").eval()
     path = export_onnx(mae, tmp_path / "m.onnx", mask_ratio=0.75)
     names = [n for n in linear_nodes(onnx.load(str(path))) if "blocks" in n]
