@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ from evaluators.latency.fit.calibrate import read_measure_csv
 from evaluators.latency.fit.fit import predict_samples, profile_parts_to_coefs
 from evaluators.latency.measure.kit import build_kit
 from evaluators.latency.measure.op_items import block_item
-from evaluators.latency.measure.ort_timing import run_manifest
+from evaluators.latency.measure.ort_timing import pin_to_core, run_manifest
 from evaluators.latency.predict.profile import DeviceProfile
 
 DIM, HEADS, MLP = 192, 3, 768
@@ -39,7 +38,7 @@ def main() -> int:
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     p.add_argument("--profile", default=str(ROOT / "results" / "latency" / "host-ort-1t.json"))
     args = p.parse_args()
-    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
+    pin_to_core(args.cpu)
     copies = (1, 2, 4, 6, 8, 12)
     items = [block_item(t, DIM, HEADS, MLP, 32, r=r) for t in (13, 50) for r in copies]
     items += [block_item(t, DIM, HEADS, MLP, 8, r=4) for t in (13, 50)]

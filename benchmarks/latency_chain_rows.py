@@ -12,7 +12,6 @@ fixed cost with rows that have no extra inputs. ``--rounds`` interleaved passes,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluators.latency.measure.op_items import linear_chain_item, linear_item
-from evaluators.latency.measure.ort_timing import time_interleaved_ms
+from evaluators.latency.measure.ort_timing import pin_to_core, time_interleaved_ms
 
 SHAPES = ((50, 192, 24), (13, 192, 768), (65, 384, 48), (50, 192, 576))  # tokens, k, n
 
@@ -31,7 +30,7 @@ def main() -> int:
     p.add_argument("--span", type=float, default=8.4e6, help="weight bytes per row (the host proof: 4 x L2)")
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = p.parse_args()
-    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
+    pin_to_core(args.cpu)
     items = []
     for t, k, n in SHAPES:
         items += [linear_item(t, k, n, span=args.span), linear_item(t, n, k, span=args.span),

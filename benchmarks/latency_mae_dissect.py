@@ -16,7 +16,6 @@ Timing: one core, one ONNX Runtime thread, ``--rounds`` interleaved passes, lowe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evaluators.latency.measure.model_items import model_item
-from evaluators.latency.measure.ort_timing import make_session, random_feed, time_ms
+from evaluators.latency.measure.ort_timing import make_session, pin_to_core, random_feed, time_ms
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DeviceProfile
 from mae.model import create_model, describe
@@ -70,7 +69,7 @@ def pinned_host_predictor(profile: str, cpu: int | None) -> LatencyPredictor | N
     if not Path(profile).exists():
         print(f"no host profile at {profile}: run benchmarks/latency_host_proof.py first", file=sys.stderr)
         return None
-    os.sched_setaffinity(0, {cpu if cpu is not None else max(os.sched_getaffinity(0))})
+    pin_to_core(cpu)
     return LatencyPredictor(DeviceProfile.load(profile))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,7 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from evaluators.latency.measure.model_items import model_item, sample_configs  # noqa: E402
-from evaluators.latency.measure.ort_timing import machine_summary, time_interleaved_ms  # noqa: E402
+from evaluators.latency.measure.ort_timing import machine_summary, pin_to_core, time_interleaved_ms  # noqa: E402
 from mae.model import create_model, describe  # noqa: E402
 from spaces.config import CompressionConfig  # noqa: E402
 from toolkit import onnx_quant  # noqa: E402
@@ -69,15 +68,13 @@ def optimized_ops(path: Path) -> collections.Counter:
 
 def int8_models() -> dict[str, tuple[str, CompressionConfig]]:
     """Dynamic-int8 variants of the embedded default: uniform ones and three of the search space's samples."""
-    out = {}
-    for kind in ("mae", "classifier"):
-        shape = describe(create_model(PRESET, kind=kind), name=PRESET)
+    out, shapes = {}, {kind: describe(create_model(PRESET, kind=kind), name=PRESET) for kind in ("mae", "classifier")}
+    for kind, shape in shapes.items():
         d = CompressionConfig.identity(shape).to_dict()
         for b in d["blocks"] + (d.get("decoder_blocks") or []):
             b["weight_bits"] = {k: 8 for k in b["weight_bits"]}
         out[f"{kind}: every Linear dynamic int8"] = (kind, CompressionConfig.from_dict(d))
-    mae = describe(create_model(PRESET, kind="mae"), name=PRESET)
-    picked = [c for c in sample_configs(mae, 12, seed=2)
+    picked = [c for c in sample_configs(shapes["mae"], 12, seed=2)
               if any(8 in b.weight_bits.values() for b in c.blocks)][:3]
     out.update({f"mae: sampled config {i}": ("mae", c) for i, c in enumerate(picked)})
     return out
@@ -88,7 +85,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = p.parse_args()
-    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
+    pin_to_core(args.cpu)
     print(f"# {machine_summary()}; 1 thread\n")
     with tempfile.TemporaryDirectory() as tmp:
         rows, ran = {}, {}

@@ -92,6 +92,15 @@ def machine_summary() -> str:
             f"Python {platform.python_version()}; onnxruntime {info['runtime_version']}")
 
 
+def pin_to_core(cpu: int | None = None) -> int:
+    """Pin this process to one core (default: the last one this process may use), as ``taskset -c``: a
+    timing benchmark runs its one ONNX Runtime thread there and leaves the other cores to the rest of the
+    machine. Returns the core."""
+    core = cpu if cpu is not None else max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
 def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
     """CPU session as deployed: ``threads`` intra-op threads, sequential, all graph optimizations
     (the same settings as ``evaluators.latency.measure.host.make_session``)."""
