@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from evaluators.latency.derive.build import SNP, default_model_ms, default_model_shape, onnx_pi4_check
+from evaluators.latency.derive.heldout_sources import ncnn_factor, source_checks, summary
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
     QED,
@@ -40,20 +41,10 @@ from evaluators.latency.derive.vit_anchored import (
     scaling_checks,
     to_ort_at_ref,
 )
-from evaluators.latency.fit.sources import paddle_ratios
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
-
-# shipped profile -> (device text in the CSV rows, threads)
-DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Raspberry Pi 4", 4),
-               "rpi5-a76-ort-1t": ("Raspberry Pi 5", 1), "rpi5-a76-ort-4t": ("Raspberry Pi 5", 4),
-               "snapdragon-855plus-ort-1t": ("Snapdragon 855+", 1), "snapdragon-855plus-ort-4t": ("Snapdragon 855+", 4),
-               "rk3588-a76-ort-4t": ("RK3588", 4), "snapdragon-8gen2-ort-1t": ("Snapdragon 8 Gen 2", 1),
-               "snapdragon-8gen2-ort-4t": ("Snapdragon 8 Gen 2", 4), "dimensity-9300-ort-1t": ("Dimensity 9300", 1),
-               "dimensity-9300-ort-4t": ("Dimensity 9300", 4)}
-
 
 def fmt(m: dict) -> str:
     return (f"MAPE {100 * m['mape']:5.1f}%, within ±10% {100 * m['within_10pct']:5.1f}%, within ±25% "
@@ -102,41 +93,44 @@ def main() -> int:
           f"worst size-scaling error {100 * worst_scaling:.1f}% (target <= 15%)")
 
     print("\n## 4. Shipped profiles against other sources' rows on their own device (held-out sources)\n")
-    print("| profile | source row | measured ms | predicted ms | predicted / measured | runtime factor |")
-    print("|---|---|---|---|---|---|")
-    ratios = []
-    for name, (dev, threads) in DEVICE_ROWS.items():
-        pred = LatencyPredictor(name)
-        for r in rows:
-            if r.shape is None or dev not in r.device or r.source == QED:
-                continue
-            if r.threads is not None and r.threads != threads:
-                continue
-            if r.dtype == "int8":
-                continue
-            p = pred.predict_ms(r.shape, global_pool="token") if r.source == "Tencent/ncnn" else pred.predict_ms(r.shape)
-            stated = {"ncnn": "none known (ncnn fp16, own attention)",
-                      "tflite": "none (fp16-weight TFLite, threads not stated)",
-                      "ort": "none needed (ONNX Runtime inferred, as the profile; 4 threads inferred)"}.get(r.runtime, "none")
-            ratios.append(p / r.latency_ms)
-            print(f"| {name} | {r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source}) | "
-                  f"{r.latency_ms:.1f} | {p:.1f} | {p / r.latency_ms:.3f} | {stated} |")
-    rr = np.array(ratios)
+    nf = ncnn_factor(rows)
+    lo16, hi16 = nf["over_ort_range"]["fp16"]
+    lo32, hi32 = nf["over_ort_range"]["fp32"]
+    print(f"ncnn runtime factor (measured): {nf['pair']}; time x GHz gives ncnn / TFLite "
+          f"{nf['readings']['gold']:.3f} (gold reading) .. {nf['readings']['prime']:.3f} (prime), geometric mean "
+          f"{nf['ncnn_fp16_over_tflite_fp32']:.3f}; / ORT-over-TFLite {nf['ort_over_tflite']:.3f} -> ncnn fp16 / ORT fp32 "
+          f"**{nf['over_ort']['fp16']:.3f}** ({lo16:.3f}-{hi16:.3f}); ncnn fp32 (A72) x fp32 / fp16 {nf['fp32_over_fp16']:.3f} "
+          f"(Paddle-Lite, A76, {nf['fp16_pairs']} CNN pairs) -> **{nf['over_ort']['fp32']:.3f}** ({lo32:.3f}-{hi32:.3f})\n")
+    print("| profile | source row | measured ms | predicted ms (x factor) | predicted / measured | runtime factor | counts as |")
+    print("|---|---|---|---|---|---|---|")
+    checks = source_checks(rows, nf)
+    for c in checks:
+        p = c["predicted_ms"]
+        ptxt = f"{p[0]:.1f}-{p[1]:.1f} (4 / 1 thread)" if isinstance(p, tuple) else f"{p:.1f}"
+        print(f"| {c['profile']} | {c['row']} | {c['measured_ms']:.1f} | {ptxt} | {c['ratio']:.3f} | {c['factor_note']} | "
+              f"{c['role']} |")
     pi = {}  # ncnn ViT-B/32 at 1 thread on the Pi 4 (fp32 on the A72) and the Pi 5 (fp16 on the A76)
     for name, board in (("rpi4-a72-ort-1t", "Raspberry Pi 4"), ("rpi5-a76-ort-1t", "Raspberry Pi 5")):
         r = next(r for r in rows if r.source == "Tencent/ncnn" and board in r.device and r.threads == 1 and r.shape)
         pi[board] = (r.latency_ms, LatencyPredictor(name).predict_ms(r.shape, global_pool="token"))
     m4, p4 = pi["Raspberry Pi 4"]
     m5, p5 = pi["Raspberry Pi 5"]
-    print(f"\nncnn ViT-B/32, Pi 4 / Pi 5 at 1 thread: measured {m4 / m5:.2f}, profiles {p4 / p5:.2f} "
-          f"(measured / profiles {m4 / m5 / (p4 / p5):.2f}; ncnn runs fp16 on the Pi 5's A76, fp32 on the A72)")
-    fp16 = {core: paddle_ratios(core).get("fp16") for core in ("Cortex-A75", "Cortex-A76", "Cortex-A77")}
-    print("fp32 / fp16 time where one runtime ran both on one ARMv8.2 core (Paddle-Lite, 1 thread, CNNs; not applied "
-          "to ncnn's ViT: another runtime and other models): "
-          + ", ".join(f"{c} {1 / d['ratio']:.2f} ({d['n']} pairs)" for c, d in fp16.items() if d))
-    print(f"\n{len(rr)} rows: within ±25% {100 * np.mean(np.abs(rr - 1) <= 0.25):.0f}%, median predicted/measured "
-          f"{np.median(rr):.3f} (no runtime factor applied: none is measured for ncnn or NetsPresso's fp16-weight "
-          "TFLite; SNP's ONNX rows need none)")
+    print(f"\nncnn ViT-B/32, Pi 4 / Pi 5 at 1 thread: measured {m4 / m5:.2f}, profiles {p4 / p5:.2f}, profiles x the ncnn "
+          f"factors (fp32 on the A72, fp16 on the A76) {p4 / p5 * nf['over_ort']['fp32'] / nf['over_ort']['fp16']:.2f}")
+    s = summary(checks, nf)
+    a, b = s["within_25pct_factor_range"]
+    print(f"\nheld out: {s['n']} rows, within ±25% **{100 * s['within_25pct']:.0f}%** (target >= 80%; {100 * min(a, b):.0f}-"
+          f"{100 * max(a, b):.0f}% at either end of the ncnn factor's range), median predicted/measured "
+          f"{s['median_ratio']:.3f}; {s['anchors']} anchor rows and {s['int8_shown']} int8 rows shown, not counted")
+    print(f"without the fp32 factor's borrowed part (Paddle-Lite's fp16 speed-up; ncnn fp32 taken as fast as its fp16, "
+          f"x{nf['over_ort']['fp16']:.3f}): {100 * s['within_25pct_without_fp16_speedup']:.0f}%")
+    old = [c for c in checks if not isinstance(c["predicted_ms"], tuple) and c["dtype"] != "int8"]
+    old_ratios = [c["ratio"] / c["factor"] for c in old]
+    for c in checks:  # NetsPresso's thread-less rows as they were counted before: once against each thread count
+        if isinstance(c["predicted_ms"], tuple) and c["dtype"] != "int8":
+            old_ratios += [p / c["measured_ms"] for p in c["predicted_ms"]]
+    print(f"as counted until 2026-12-01 (every row, anchors included, no ncnn factor, a thread-less row once per thread "
+          f"count): {len(old_ratios)} rows, {100 * np.mean(np.abs(np.array(old_ratios) - 1) <= 0.25):.0f}% within ±25%")
 
     print(f"\n## 5. The default profile ({DEFAULT_PROFILE}) on whole ViTs of a Raspberry Pi 4\n")
     w = base.validation["whole_vit_pi4"]

@@ -25,9 +25,12 @@ def _figures(v: dict) -> str:
             f"{k.replace('flops_', '')} MAPE {100 * m['mape']:.1f}% / {100 * m['within_10pct']:.0f}%" for k, m in base.items()))
     x = v.get("ncnn_cross_check")
     if x:
+        after = x.get("ratio_after_ncnn_factor")
         parts.append(f"ncnn ViT-B/32 cross-check: predicted {x['predicted_ms']:.0f} ms / measured "
                      f"{x['ncnn_measured_ms']:.0f} ms = {x['ratio_predicted_over_ncnn']:.2f}"
-                     + ("" if x.get("independent", True) else " (not independent: the thread factor uses it)"))
+                     + (f", x ncnn {x['ncnn_dtype']} / ORT {x['ncnn_over_ort']:.2f} (measured pair; "
+                        f"{x['ncnn_over_ort_range'][0]:.2f}-{x['ncnn_over_ort_range'][1]:.2f}) = {after:.2f}" if after else "")
+                     + ("" if x.get("independent", True) else " (not independent: the profile is built from that row)"))
     fam = v.get("heldout_family")
     if fam:
         parts.append(f"whole ViTs, each model family held out: MAPE {100 * fam['mape']:.1f}%, "

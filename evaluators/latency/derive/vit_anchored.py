@@ -33,9 +33,12 @@ from evaluators.latency.fit.sources import NCNN_COMMIT, NCNN_FILE, NCNN_REPO, nc
 from evaluators.latency.fit.whole_model import (
     DATA_CSV,
     GROUPS,
+    QED,
     WholeRow,
     fit_group_scales,
     fit_int8_scales,
+    ncnn_factor_fields,
+    ncnn_runtime_factor,
     read_rows,
     runtime_factor,
     scale_int8,
@@ -45,7 +48,6 @@ from evaluators.latency.fit.whole_model import (
 from evaluators.latency.predict.profile import DeviceProfile
 from spaces.config_presets import preset_config
 
-QED = "qed-usc/mobile-ml-benchmark"
 ETP = "YingkunZhou/EdgeTransformerPerf"
 REF_GHZ = 2.4  # the scales are fitted at this clock (the Pi 5's / RK3588's A76)
 FAMILIES = {"DeiT": re.compile(r"^deit-"), "ViT": re.compile(r"^vit-base"), "ViT-MSN": re.compile(r"^vit-msn")}
@@ -194,6 +196,7 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
                       "group_scales_vs_rpi4_1t": dict(zip(GROUPS, (round(float(s), 4) for s in scales)))}
     k8, int8_validation = fit_int8(scale_profile(rpi4_1t, scales), int8_rows(rows), f)
     a76_validation["int8"] = int8_validation
+    nf = ncnn_runtime_factor(rows, f["ort/tflite"]["median"], root)
     ok = held["within_25pct"] >= 0.8 and all(abs(c["error"]) <= 0.15 for c in checks)
     provenance = [
         {"repo": QED, "commit": "40ba833a9ca560a3035a76a5c3da504082dec001", "file": "dataset/*_transformer_e2e.csv",
@@ -219,7 +222,7 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
                 extra.append(f"4 threads: gemm and weights / {ratio:.4f} ({rows_txt}); rest not sped up")
             mine = [r for sec in ((one,) if threads == 1 else four) for r in ncnn_big_core_rows(sec, threads, root)]
             out.append(_profile(rpi4_1t, s, k8, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation,
-                                mine))
+                                mine, nf))
     pi5 = {p.threads: p for p in out if p.name.startswith("rpi5-a76")}
     for stem, device, cpu, section in FAST_DEVICES:
         for threads, base in sorted(pi5.items()):
@@ -259,7 +262,7 @@ def _with(prof: DeviceProfile, **fields) -> DeviceProfile:
 
 def _profile(base: DeviceProfile, s: np.ndarray, k8: np.ndarray, stem: str, device: str, cpu: str, threads: int,
              ghz: float, provenance: list, extra: list[str], ok: bool, a76_validation: dict,
-             ncnn_rows: list) -> DeviceProfile:
+             ncnn_rows: list, ncnn_factor: dict) -> DeviceProfile:
     prof = scale_int8(scale_profile(base, s), float(k8[0]), float(k8[1]), name=f"{stem}-ort-{threads}t", device=device,
                       cpu=cpu, threads=threads, runtime=f"ONNX Runtime CPU EP, exported model, {threads} intra-op thread(s)",
                       confidence="medium" if ok else "low")
@@ -283,10 +286,16 @@ def _profile(base: DeviceProfile, s: np.ndarray, k8: np.ndarray, stem: str, devi
 
         pred = LatencyPredictor(prof).predict_ops_ms(ncnn_vit_ops())
         meas = statistics.median(r.avg_ms for r in ncnn_rows)
+        # independent only where no part of this profile comes from that row: the 4-thread speed-up is ncnn's
+        # 1 / 4-thread ratio, and the Snapdragon 855+ one-thread row measures the ncnn factor itself
+        anchor = threads == 4 or stem == "snapdragon-855plus"
         val["ncnn_cross_check"] = {"model": "ViT-B/32 @ 384 (145 tokens)", "threads": threads, "predicted_ms": round(pred, 2),
                                    "ncnn_measured_ms": meas, "ratio_predicted_over_ncnn": round(pred / meas, 4),
-                                   "independent": True, "lines": [r.line for r in ncnn_rows],
-                                   "note": "ncnn runs fp16 arithmetic here and its attention path is another "
-                                           "implementation: a ratio, no factor to ONNX Runtime is known"}
+                                   **ncnn_factor_fields(pred, meas, ncnn_factor, "fp16"),
+                                   "independent": not anchor, "lines": [r.line for r in ncnn_rows],
+                                   "note": "ncnn runs fp16 arithmetic here; ncnn / ORT from the one same-model pair "
+                                           "(ncnn_factor_pair)" + ("; not independent: "
+                                           + ("the 4-thread speed-up is ncnn's ratio" if threads == 4
+                                              else "this row measures the ncnn factor") if anchor else "")}
     return _with(prof, provenance=provenance, assumptions=assumptions, validation=val,
                  notes="Fitted on whole-ViT rows of a phone A76 (Pixel 4); validation: leave one model family out.")

@@ -24,6 +24,7 @@ library models ViT latency from published whole-model rows.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import statistics
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluators.latency.fit.fit import nnls
+from evaluators.latency.fit.sources import paddle_ratios
 from evaluators.latency.predict.cost import FEATURES, feature_values, key_of
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import DeviceProfile
@@ -40,6 +42,10 @@ from spaces.shape import BlockShape, ModelShape
 
 DATA_CSV = Path(__file__).resolve().parents[1] / "data" / "arm_whole_model.csv"
 GROUPS = ("gemm", "weights", "rest")
+QED, NCNN = "qed-usc/mobile-ml-benchmark", "Tencent/ncnn"
+NCNN_PAIR_MODEL = "vit-base-patch32-384"         # qed's name of ncnn's benchmarked ViT-B/32 at 384 px
+SD855_PLUS_GHZ = {"prime": 2.96, "gold": 2.42}  # OnePlus 7T: 1x 2.96 + 3x 2.42 GHz (ncnn's section title)
+SD855_GHZ = {"prime": 2.84, "gold": 2.32}       # Pixel 4, as qed's rows state them
 GEMM_KINDS = frozenset({"linear", "attention", "conv"})
 
 # model name in the CSV -> (width, depth, heads, patch, image size); DeiT "distilled" models carry one
@@ -234,3 +240,44 @@ def runtime_factor(rows: list[WholeRow], a: str, b: str, *, models: re.Pattern |
     ratios = [p for _, p in pairs]
     return RuntimeFactor(a, b, statistics.median(ratios), min(ratios), max(ratios), len(pairs),
                          tuple(sorted({m for m, _ in pairs})))
+
+
+def ncnn_runtime_factor(rows: list[WholeRow], ort_over_tfl: float, root: Path | None = None) -> dict:
+    """ncnn's time over ONNX Runtime's for the same model on the same core, fp16 (ARMv8.2) and fp32 (A72), from
+    the one same-model pair in the data: ViT-B/32 at 384 px in TFLite fp32 on a Pixel 4's Snapdragon 855 (qed,
+    one prime or one gold core) and in ncnn on a OnePlus 7T's Snapdragon 855+ (one thread on the big cores, which
+    of them not stated). Time x GHz gives ncnn (fp16 arithmetic on that ARMv8.2 core) / TFLite fp32 for either
+    reading; the factor is their geometric mean, the readings its range. ncnn fp32 (cores without fp16
+    arithmetic) = that x the fp32 / fp16 time of one runtime on an A76 (Paddle-Lite, CNNs: the only measured fp16
+    speed-up of an ARM core in the data). ``ort_over_tfl``: ONNX Runtime over TFLite for the same model."""
+    ncnn = next(r for r in rows if r.source == NCNN and r.shape is not None and "Snapdragon 855+" in r.device
+                and r.threads == 1)
+    tfl = {g: next(r for r in rows if r.source == QED and r.model == NCNN_PAIR_MODEL and r.runtime == "tflite"
+                   and r.dtype == "fp32" and r.threads == 1 and r.ghz == SD855_GHZ[g])
+           for g in ("prime", "gold")}
+    readings = {g: ncnn.latency_ms * SD855_PLUS_GHZ[g] / (tfl[g].latency_ms * SD855_GHZ[g]) for g in tfl}
+    fp16_over_tfl = math.sqrt(readings["prime"] * readings["gold"])
+    p = paddle_ratios("Cortex-A76", root)["fp16"]
+    fp32_over_fp16 = 1.0 / p["ratio"]
+    lo, hi = min(readings.values()), max(readings.values())
+    return {
+        "ncnn_fp16_over_tflite_fp32": round(fp16_over_tfl, 4),
+        "readings": {g: round(v, 4) for g, v in readings.items()},
+        "fp32_over_fp16": round(fp32_over_fp16, 4), "fp16_pairs": p["n"],
+        "ort_over_tflite": round(ort_over_tfl, 4),
+        "over_ort": {"fp16": fp16_over_tfl / ort_over_tfl, "fp32": fp16_over_tfl * fp32_over_fp16 / ort_over_tfl},
+        "over_ort_range": {"fp16": (lo / ort_over_tfl, hi / ort_over_tfl),
+                           "fp32": (lo * fp32_over_fp16 / ort_over_tfl, hi * fp32_over_fp16 / ort_over_tfl)},
+        "pair": (f"ViT-B/32 @ 384: ncnn {ncnn.latency_ms} ms (OnePlus 7T, Snapdragon 855+, 1 thread, big cores) vs "
+                 f"TFLite fp32 {tfl['prime'].latency_ms:.1f} ms (prime {SD855_GHZ['prime']} GHz) / "
+                 f"{tfl['gold'].latency_ms:.1f} ms (gold {SD855_GHZ['gold']} GHz) on a Pixel 4 (Snapdragon 855, qed)"),
+    }
+
+
+def ncnn_factor_fields(predicted_ms: float, measured_ms: float, factor: dict, dtype: str) -> dict:
+    """What a profile's ncnn cross-check adds: ncnn / ORT for ``dtype`` ('fp16' on ARMv8.2 cores, 'fp32' on
+    the A72) with its range, and predicted x that / measured."""
+    x = factor["over_ort"][dtype]
+    return {"ncnn_over_ort": round(x, 4), "ncnn_over_ort_range": [round(v, 4) for v in factor["over_ort_range"][dtype]],
+            "ncnn_dtype": dtype, "ratio_after_ncnn_factor": round(predicted_ms * x / measured_ms, 4),
+            "ncnn_factor_pair": factor["pair"]}
