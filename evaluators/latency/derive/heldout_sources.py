@@ -2,19 +2,16 @@
 
 The profiles are fitted on qed's phone rows, HAT's Pi 4 rows and a Pi 4 whole-ViT table; here every other
 source's row on a shipped profile's device (ncnn's ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's ONNX
-DeiT-T/S/B on a Pi 4) is predicted and compared, with three rules that decide what counts:
+DeiT-T/S/B on a Pi 4) is predicted and compared, with four rules that decide what counts:
 
 1. **Anchors are shown, not counted.** A row a profile is built from cannot test it: ncnn's rows at the
    thread count a profile takes from ncnn's 1-thread / 4-thread ratio (the Pi 4's one thread; the 4 threads of
    the A76 boards), every ncnn row of the devices scaled from the Pi 5 by ncnn times (Snapdragon 8 Gen 2,
    Dimensity 9300), and the Snapdragon 855+ one-thread row that measures the ncnn runtime factor (2.).
-2. **ncnn's runtime factor is measured, not assumed.** The same ViT-B/32 at 384 px ran in TFLite fp32 on a
-   Pixel 4's Snapdragon 855 (qed, one prime or one gold core) and in ncnn on a OnePlus 7T's Snapdragon 855+
-   (one thread on the big cores; which of its 2.96 GHz prime and 2.42 GHz golds is not stated). Time x GHz
-   gives ncnn (fp16 arithmetic on that ARMv8.2 core) / TFLite fp32 for either reading; the factor is their
-   geometric mean and the two readings are its range. ncnn fp32 (the A72 has no fp16 arithmetic) is that x the
-   fp32 / fp16 time of one runtime on an A76 (Paddle-Lite, CNNs: the only measured fp16 speed-up of an ARM
-   core in the data). To ONNX Runtime by the ORT / TFLite factor of the A76 profiles.
+2. **ncnn's runtime factor is measured, not assumed**: from the one same-model pair in the data (ViT-B/32 at
+   384 px in TFLite on a Pixel 4 and in ncnn on a OnePlus 7T; :func:`~evaluators.latency.fit.whole_model.
+   ncnn_runtime_factor`), brought to ONNX Runtime by the A76 profiles' ORT / TFLite factor. Its fp32 part
+   (the A72) borrows Paddle-Lite's fp16 speed-up on an A76; :func:`summary` also scores without that step.
 3. **int8 rows are shown, not counted**: NetsPresso's TFLite int8 (method not stated, most likely full-integer)
    is not the profiles' int8 (ONNX Runtime's dynamic w8a32 Linears), and no factor between them is measured.
 4. **A row without a thread count is one check per board**: NetsPresso states none, so its row is within
