@@ -53,7 +53,7 @@ from evaluators.latency.fit.fit import (
 )
 from evaluators.latency.measure.kit import build_kit, sweep_items
 from evaluators.latency.measure.op_items import SPAN_BYTES, l2_bytes
-from evaluators.latency.measure.ort_timing import run_manifest
+from evaluators.latency.measure import ort_timing
 from evaluators.latency.predict.predictor import LatencyPredictor
 
 OUT = ROOT / "results" / "latency"
@@ -149,14 +149,23 @@ MERGE_ONLY_SHARES = (0.0625, 0.125, 0.25)
 
 def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace, cpu: int) -> None:
     """Build ``items`` into ``kit`` (kept for ``--reuse-kits``) on every core, then time it pinned to
-    ``cpu`` in ``args.rounds`` passes (building 50 models on one core took half of the run)."""
+    ``cpu`` in ``args.rounds`` passes (building 50 models on one core took half of the run).
+
+    The timing runs in a fresh process, the kit's own ``run_kit.py`` (numpy + onnxruntime, as on a board; the
+    current runner is copied in first, so reused kits time the same way), never in this one. Why: the runs
+    that timed the models' kit in the process that had just built it (torch export, ONNX Runtime's quantizer)
+    drifted 1.017-1.073 against the operator rows (runs 13-15), the two that timed kits without building them
+    1.001 and 1.006 (14b, 15b); run 15's 65 model files took a median 5.1% (3.1-9.4%) longer in its building
+    process than 30 minutes later in one that built nothing (``benchmarks/README.md`` section 6)."""
     if not (args.reuse_kits and (kit / "manifest.json").exists()):
         shutil.rmtree(kit, ignore_errors=True)
         os.sched_setaffinity(0, ALL_CPUS)
         build_kit(items, kit, progress=True)
-    os.sched_setaffinity(0, {cpu})  # one core, as `taskset -c CPU`
-    run_manifest(kit, csv_path, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, rounds=args.rounds,
-                 progress=True)
+    shutil.copyfile(ort_timing.__file__, kit / "run_kit.py")
+    cmd = [sys.executable, str(kit / "run_kit.py"), "--threads", "1", "--out", str(csv_path.resolve()),
+           "--repeats", str(args.repeats), "--warmup", "10", "--min-seconds", "0.5", "--rounds", str(args.rounds)]
+    # one core, as `taskset -c CPU`; the child imports neither torch nor the project
+    subprocess.run(cmd, check=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
 
 
 DRIFT_ROWS = 24
@@ -370,8 +379,9 @@ def main() -> int:
                               footprint=False)
         pred_f = _predict_models(LatencyPredictor(flat), models)
         mf = metrics(pred_f, meas)
+        of = flat.validation.get("heldout_ops", metrics(np.array([]), np.array([])))  # none in a --smoke sweep
         print(f"  the same rows fitted without the footprint: models within ±10% {100 * mf['within_10pct']:.1f}%, "
-              f"operator rows held out {100 * flat.validation['heldout_ops']['within_10pct']:.0f}%, models > 4 MB "
+              f"operator rows held out {100 * of['within_10pct']:.0f}%, models > 4 MB "
               + ", ".join(f"{100 * e:+.1f}%" for e in (pred_f / meas - 1)[big]))
     if not what_if:
         print(f"wrote {OUT / 'host-ort-1t.json'} ({ops_csv.name}, {models_csv.name}, {all_csv.name})")

@@ -85,9 +85,13 @@ def test_measure_calibrate_and_export_kit_end_to_end(capsys, tmp_path):
     assert imported <= {"__future__", "argparse", "csv", "datetime", "json", "os", "platform", "sys", "time",
                         "pathlib", "numpy", "onnxruntime"}
     res = subprocess.run([sys.executable, str(runner), "--repeats", "2", "--warmup", "0", "--rounds", "2",
-                          "--out", str(tmp_path / "k.csv")],
+                          "--min-seconds", "0.05", "--quiet", "--out", str(tmp_path / "k.csv")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
+    assert "[pass" not in res.stderr  # --quiet: no progress lines
+    bad = subprocess.run([sys.executable, str(runner), "--min-seconds", "-1"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60, check=False)
+    assert bad.returncode == 2 and "--min-seconds" in bad.stderr
     kit_samples, _ = read_measure_csv(tmp_path / "k.csv")
     assert [s.group for s in kit_samples] == ["model"]
     # two passes over the kit: the row keeps the lower pass median (interference only adds time)

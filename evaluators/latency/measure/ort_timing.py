@@ -209,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="passes over the kit; each row keeps its lowest pass median")
     p.add_argument("--device", default="", help="device name for the rows (default: board model or host name)")
+    p.add_argument("--min-seconds", type=float, default=0.2, help="time each row for at least this long per pass")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
-    if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
-        p.error("--threads, --repeats and --rounds must be >= 1, --warmup >= 0")
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0 or args.min_seconds < 0:
+        p.error("--threads, --repeats and --rounds must be >= 1, --warmup and --min-seconds >= 0")
     n = run_manifest(Path(__file__).resolve().parent, Path(args.out), threads=args.threads, repeats=args.repeats,
-                     warmup=args.warmup, device=args.device, rounds=args.rounds)
+                     warmup=args.warmup, device=args.device, rounds=args.rounds, min_seconds=args.min_seconds,
+                     progress=not args.quiet)
     print(f"wrote {n} rows to {args.out}")
     return 0
 
