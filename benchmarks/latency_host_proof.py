@@ -51,9 +51,8 @@ from evaluators.latency.fit.fit import (
     metrics,
     profile_parts_to_coefs,
 )
-from evaluators.latency.measure.kit import build_kit, sweep_items
+from evaluators.latency.measure.kit import build_kit, sweep_items, time_kit
 from evaluators.latency.measure.op_items import SPAN_BYTES, l2_bytes
-from evaluators.latency.measure import ort_timing
 from evaluators.latency.predict.predictor import LatencyPredictor
 
 OUT = ROOT / "results" / "latency"
@@ -161,11 +160,7 @@ def _time(items: list, kit: Path, csv_path: Path, args: argparse.Namespace, cpu:
         shutil.rmtree(kit, ignore_errors=True)
         os.sched_setaffinity(0, ALL_CPUS)
         build_kit(items, kit, progress=True)
-    shutil.copyfile(ort_timing.__file__, kit / "run_kit.py")
-    cmd = [sys.executable, str(kit / "run_kit.py"), "--threads", "1", "--out", str(csv_path.resolve()),
-           "--repeats", str(args.repeats), "--warmup", "10", "--min-seconds", "0.5", "--rounds", str(args.rounds)]
-    # one core, as `taskset -c CPU`; the child imports neither torch nor the project
-    subprocess.run(cmd, check=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    time_kit(kit, csv_path, threads=1, repeats=args.repeats, warmup=10, min_seconds=0.5, rounds=args.rounds, cpu=cpu)
 
 
 DRIFT_ROWS = 24
