@@ -9,8 +9,9 @@ Prints, from the project's CSV of published measurements (no timing here; second
 3. the same method per core and runtime on every core class in the data (A76, A75, Samsung M4, A55, A53;
    only the A76 is shipped), so that the model form is judged on cores it was not built for;
 4. held-out sources: every shipped profile against the rows of other sources on its own device (ncnn's
-   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's DeiT-T/S/B on a Pi 4), predicted / measured, with the runtime
-   factor stated;
+   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's DeiT-T/S/B on a Pi 4), predicted / measured, with ncnn's
+   measured runtime factor; rows a profile is built from are shown as anchors and not counted
+   (``evaluators.latency.derive.heldout_sources``);
 5. the default profile (Raspberry Pi 4) against whole DeiT/ViT Tiny/Small/Base timed on a Pi 4 (batch 16,
    PyTorch eager, 4 threads; the rows its gemm and rest groups are fitted on): each size held out, the
    size-scaling checks, the default model with its bounds; SNP's batch-1 ONNX rows of a Pi 4 (held out) against
