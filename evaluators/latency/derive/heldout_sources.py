@@ -86,7 +86,7 @@ def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict
             entry = {"profile": name, "row": f"{r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source})",
                      "measured_ms": r.latency_ms, "predicted_ms": p * f, "factor": f, "factor_note": stated,
                      "role": _role(name, r) if r.dtype != "int8" else INT8_ROLE, "dtype": r.dtype, "source": r.source}
-            if r.threads is None:  # rule 3: one check per board, against both thread counts' predictions
+            if r.threads is None:  # rule 4: one check per board, against both thread counts' predictions
                 key = (r.source, r.model, r.device, r.dtype)
                 if key in seen:
                     continue
