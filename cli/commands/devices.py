@@ -30,7 +30,8 @@ def _figures(v: dict) -> str:
                      f"{x['ncnn_measured_ms']:.0f} ms = {x['ratio_predicted_over_ncnn']:.2f}"
                      + (f", x ncnn {x['ncnn_dtype']} / ORT {x['ncnn_over_ort']:.2f} (measured pair; "
                         f"{x['ncnn_over_ort_range'][0]:.2f}-{x['ncnn_over_ort_range'][1]:.2f}) = {after:.2f}" if after else "")
-                     + ("" if x.get("independent", True) else " (not independent: the profile is built from that row)"))
+                     + ("" if x.get("independent", True) else
+                        f" (not independent: {x.get('not_independent_because', 'the profile is built from that row')})"))
     fam = v.get("heldout_family")
     if fam:
         parts.append(f"whole ViTs, each model family held out: MAPE {100 * fam['mape']:.1f}%, "

@@ -293,9 +293,9 @@ def _profile(base: DeviceProfile, s: np.ndarray, k8: np.ndarray, stem: str, devi
                                    "ncnn_measured_ms": meas, "ratio_predicted_over_ncnn": round(pred / meas, 4),
                                    **ncnn_factor_fields(pred, meas, ncnn_factor, "fp16"),
                                    "independent": not anchor, "lines": [r.line for r in ncnn_rows],
+                                   **({"not_independent_because": "its 4-thread speed-up is ncnn's 1 / 4-thread ratio"
+                                       if threads == 4 else "that row measures the ncnn factor"} if anchor else {}),
                                    "note": "ncnn runs fp16 arithmetic here; ncnn / ORT from the one same-model pair "
-                                           "(ncnn_factor_pair)" + ("; not independent: "
-                                           + ("the 4-thread speed-up is ncnn's ratio" if threads == 4
-                                              else "this row measures the ncnn factor") if anchor else "")}
+                                           "(ncnn_factor_pair)"}
     return _with(prof, provenance=provenance, assumptions=assumptions, validation=val,
                  notes="Fitted on whole-ViT rows of a phone A76 (Pixel 4); validation: leave one model family out.")
