@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from evaluators.latency.derive.build import SNP, default_model_ms, default_model_shape, onnx_pi4_check
-from evaluators.latency.derive.heldout_sources import ncnn_factor, source_checks, summary
+from evaluators.latency.derive.heldout_sources import source_checks, summary
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
     QED,
@@ -37,6 +37,7 @@ from evaluators.latency.derive.vit_anchored import (
     SCALING,
     fit_rows,
     heldout_family,
+    ncnn_factor,
     qed_rows,
     runtime_factors,
     scaling_checks,

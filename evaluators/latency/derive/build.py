@@ -37,7 +37,7 @@ import numpy as np
 
 from evaluators.latency.derive import priors
 from evaluators.latency.derive.rpi4_whole import refit_rpi4
-from evaluators.latency.derive.vit_anchored import build_vit_anchored, runtime_factors
+from evaluators.latency.derive.vit_anchored import build_vit_anchored, ncnn_factor
 from evaluators.latency.fit.hat_fit import TRANSFERRED, HatFit, fit_hat, hat_provenance
 from evaluators.latency.fit.sources import (
     NCNN_COMMIT,
@@ -51,7 +51,7 @@ from evaluators.latency.fit.sources import (
     ncnn_vit_rows,
     paddle_ratios,
 )
-from evaluators.latency.fit.whole_model import DATA_CSV, ncnn_factor_fields, ncnn_runtime_factor, read_rows
+from evaluators.latency.fit.whole_model import DATA_CSV, ncnn_factor_fields, read_rows
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
@@ -176,8 +176,7 @@ def ncnn_cross_check(prof: DeviceProfile, root: Path | None = None) -> dict:
     """``prof`` (a Pi 4 profile) against ncnn's ViT-B/32 at 384 px on a Pi 4 at its thread count."""
     meas = ncnn_vit_rows(PI4_NCNN, prof.threads, powersave=0, root=root)[0].avg_ms
     pred = _predict_ms(prof, ncnn_vit_ops())
-    rows = read_rows()
-    nf = ncnn_runtime_factor(rows, runtime_factors(rows)["ort/tflite"]["median"], root)
+    nf = ncnn_factor(read_rows(), root)
     return {"model": "ViT-B/32 @ 384 (145 tokens)", "threads": prof.threads, "predicted_ms": round(pred, 2),
             "ncnn_measured_ms": meas, "ratio_predicted_over_ncnn": round(pred / meas, 4),
             **ncnn_factor_fields(pred, meas, nf, "fp32"),  # the A72 has no fp16 arithmetic: ncnn runs fp32

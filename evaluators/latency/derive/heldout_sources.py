@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import statistics
 
-from evaluators.latency.derive.vit_anchored import runtime_factors
-from evaluators.latency.fit.whole_model import NCNN, QED, WholeRow, ncnn_runtime_factor
+from evaluators.latency.derive.vit_anchored import ncnn_factor
+from evaluators.latency.fit.whole_model import NCNN, QED, WholeRow
 from evaluators.latency.predict.predictor import LatencyPredictor
+from evaluators.latency.predict.profile import DeviceProfile, load_profile
 from spaces.config_presets import preset_config
 
 NETSPRESSO = "Nota-NetsPresso/netspresso-trainer"
@@ -42,24 +43,16 @@ DEVICE_ROWS = {"rpi4-a72-ort-1t": ("Raspberry Pi 4", 1), "rpi4-a72-ort-4t": ("Ra
                "dimensity-9300-ort-4t": ("Dimensity 9300", 4)}
 
 
-def ncnn_factor(rows: list[WholeRow]) -> dict:
-    """ncnn's time over ONNX Runtime's for the same model and core (module docstring, rule 2)."""
-    return ncnn_runtime_factor(rows, runtime_factors(rows)["ort/tflite"]["median"])
-
-
-def _role(profile: str, r: WholeRow) -> str:
-    """'held out', or why the row is an anchor of ``profile`` (module docstring, rule 1)."""
+def _role(profile: DeviceProfile, r: WholeRow) -> str:
+    """'held out', or why the row is an anchor of ``profile`` (module docstring, rule 1), as the profile's own
+    validation records it (``anchor_only``; ``ncnn_cross_check``'s ``independent``)."""
     if r.source != NCNN:
         return "held out"
-    if profile.startswith(("snapdragon-8gen2", "dimensity-9300")):
+    v = profile.validation
+    if v.get("anchor_only"):
         return "anchor: the profile is the Pi 5's x this device's ncnn time"
-    if profile == "rpi4-a72-ort-1t":
-        return "anchor: its 1-thread factor is ncnn's 1 / 4-thread ratio"
-    if profile.endswith("-4t") and not profile.startswith("rpi4"):
-        return "anchor: its 4-thread speed-up is ncnn's 1 / 4-thread ratio"
-    if profile == "snapdragon-855plus-ort-1t":
-        return "anchor: measures the ncnn runtime factor"
-    return "held out"
+    x = v.get("ncnn_cross_check", {})
+    return "held out" if x.get("independent", True) else f"anchor: {x['not_independent_because']}"
 
 
 def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict]:
@@ -68,7 +61,8 @@ def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict
     factor = factor or ncnn_factor(rows)
     out, seen = [], set()
     for name, (dev, threads) in DEVICE_ROWS.items():
-        pred = LatencyPredictor(name)
+        prof = load_profile(name)
+        pred = LatencyPredictor(prof)
         for r in rows:
             if r.shape is None or dev not in r.device or r.source == QED:
                 continue
@@ -85,7 +79,7 @@ def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict
                           if r.dtype == "int8" else "none (fp16-weight TFLite, taken as fp32 compute)")
             entry = {"profile": name, "row": f"{r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source})",
                      "measured_ms": r.latency_ms, "predicted_ms": p * f, "factor": f, "factor_note": stated,
-                     "role": _role(name, r) if r.dtype != "int8" else INT8_ROLE, "dtype": r.dtype, "source": r.source}
+                     "role": _role(prof, r) if r.dtype != "int8" else INT8_ROLE, "dtype": r.dtype, "source": r.source}
             if r.threads is None:  # rule 4: one check per board, against both thread counts' predictions
                 key = (r.source, r.model, r.device, r.dtype)
                 if key in seen:

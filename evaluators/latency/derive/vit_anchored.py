@@ -94,6 +94,12 @@ def runtime_factors(rows: list[WholeRow]) -> dict[str, dict]:
             "pytorch-mobile/tflite": {**pt_tfl.to_dict(), "source": QED}}
 
 
+def ncnn_factor(rows: list[WholeRow], root: Path | None = None) -> dict:
+    """ncnn's time over ONNX Runtime's for the same model and core
+    (:func:`~evaluators.latency.fit.whole_model.ncnn_runtime_factor` at the measured ORT / TFLite factor)."""
+    return ncnn_runtime_factor(rows, runtime_factors(rows)["ort/tflite"]["median"], root)
+
+
 def to_ort_at_ref(r: WholeRow, f: dict[str, dict]) -> float:
     """The factor that turns a row's time into ONNX Runtime's at ``REF_GHZ``."""
     rt = f["ort/tflite"]["median"] / (f["pytorch-mobile/tflite"]["median"] if r.runtime == "pytorch-mobile" else 1.0)

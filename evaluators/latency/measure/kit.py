@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from evaluators.latency.measure.items import BenchItem
 from evaluators.latency.measure.model_items import model_items
 from evaluators.latency.measure.op_items import SPAN_BYTES, op_items
+from evaluators.latency.measure.ort_timing import pin_to_core
 
 SWEEPS = ("quick", "standard", "proof")
 
@@ -34,13 +34,18 @@ def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -
         if progress:
             print(f"built [{i + 1}/{len(items)}] {item.bench}", file=sys.stderr)
     (folder / "manifest.json").write_text(json.dumps({"format": "maec-measure-kit/1", "entries": entries}, indent=1))
-    shutil.copyfile(Path(__file__).with_name("ort_timing.py"), folder / "run_kit.py")
+    _write_runner(folder)
     (folder / "README.txt").write_text(
         "Latency kit for `maec calibrate`. On the device (needs python3, numpy, onnxruntime):\n"
         "    python3 run_kit.py --threads 1 --rounds 3 --out my_device.csv\n"
         "Close other programs, keep the device cool and plugged in. Then, where the project is installed:\n"
         "    maec calibrate my_device.csv --name my-device\n")
     return folder
+
+
+def _write_runner(folder: Path) -> None:
+    """``folder/run_kit.py``: a verbatim copy of :mod:`ort_timing` (numpy + onnxruntime only)."""
+    shutil.copyfile(Path(__file__).with_name("ort_timing.py"), folder / "run_kit.py")
 
 
 def time_kit(folder: Path, out: Path, *, threads: int = 1, repeats: int = 30, warmup: int = 5, device: str = "",
@@ -51,11 +56,11 @@ def time_kit(folder: Path, out: Path, *, threads: int = 1, repeats: int = 30, wa
     Never in the process that built the kit: model files took a median 5.1% longer in the process that had just
     exported and quantized them than in a fresh one (``benchmarks/README.md`` section 6, runs 15 / 15b), and a
     board runs ``run_kit.py`` alone too."""
-    shutil.copyfile(Path(__file__).with_name("ort_timing.py"), folder / "run_kit.py")
+    _write_runner(folder)
     cmd = [sys.executable, str(folder / "run_kit.py"), "--threads", str(threads), "--out", str(Path(out).resolve()),
            "--repeats", str(repeats), "--warmup", str(warmup), "--min-seconds", str(min_seconds),
            "--rounds", str(rounds), "--device", device] + ([] if progress else ["--quiet"])
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None  # as `taskset -c CPU`
+    pin = (lambda: pin_to_core(cpu)) if cpu is not None else None  # in the child, as `taskset -c CPU`
     done = subprocess.run(cmd, preexec_fn=pin, stdout=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"timing the kit in {folder} failed: run_kit.py exited with status {done.returncode}")

@@ -9,10 +9,10 @@ from evaluators.latency.derive.heldout_sources import (
     NCNN,
     NETSPRESSO,
     _ratio,
-    ncnn_factor,
     source_checks,
     summary,
 )
+from evaluators.latency.derive.vit_anchored import ncnn_factor
 from evaluators.latency.fit.whole_model import read_rows
 
 
