@@ -9,13 +9,15 @@ Prints, from the project's CSV of published measurements (no timing here; second
 3. the same method per core and runtime on every core class in the data (A76, A75, Samsung M4, A55, A53;
    only the A76 is shipped), so that the model form is judged on cores it was not built for;
 4. held-out sources: every shipped profile against the rows of other sources on its own device (ncnn's
-   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's DeiT-T/S/B on a Pi 4), predicted / measured, with ncnn's
+   ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's DeiT-T/S/B and four SNP-pruned DeiTs on a Pi 4), predicted /
+   measured, with ncnn's
    measured runtime factor; rows a profile is built from are shown as anchors and not counted
    (``evaluators.latency.derive.heldout_sources``);
 5. the default profile (Raspberry Pi 4) against whole DeiT/ViT Tiny/Small/Base timed on a Pi 4 (batch 16,
    PyTorch eager, 4 threads; the rows its gemm and rest groups are fitted on): each size held out, the
    size-scaling checks, the default model with its bounds; SNP's batch-1 ONNX rows of a Pi 4 (held out) against
-   the 4-thread Pi 4 profile; and the default's batch-1 size scaling against the A75's multi-size rows.
+   the 4-thread Pi 4 profile, with the speed-ups of its structurally pruned DeiTs (against the HAT-based profile
+   before the refit and MACs alone too); and the default's batch-1 size scaling against the A75's multi-size rows.
 
     .venv/bin/python benchmarks/latency_arm_validation.py
 """
@@ -28,7 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from evaluators.latency.derive.build import SNP, default_model_ms, default_model_shape, onnx_pi4_check
+from evaluators.latency.derive.build import (
+    SNP,
+    build_rpi4_profiles,
+    default_model_ms,
+    default_model_shape,
+    onnx_pi4_check,
+)
 from evaluators.latency.derive.heldout_sources import source_checks, summary
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
@@ -43,6 +51,7 @@ from evaluators.latency.derive.vit_anchored import (
     scaling_checks,
     to_ort_at_ref,
 )
+from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, row_ops
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
@@ -124,15 +133,18 @@ def main() -> int:
     print(f"\nheld out: {s['n']} rows, within ±25% **{100 * s['within_25pct']:.0f}%** (target >= 80%; {100 * min(a, b):.0f}-"
           f"{100 * max(a, b):.0f}% at either end of the ncnn factor's range), median predicted/measured "
           f"{s['median_ratio']:.3f}; {s['anchors']} anchor rows and {s['int8_shown']} int8 rows shown, not counted")
+    print("by source (rows within ±25% / held-out rows; SNP's pruned rows share its plain rows' board and runtime, so "
+          "they are not independent of them): " + ", ".join(f"{k} {a}/{n}" for k, (a, n) in s["by_source"].items()))
     print(f"without the fp32 factor's borrowed part (Paddle-Lite's fp16 speed-up; ncnn fp32 taken as fast as its fp16, "
           f"x{nf['over_ort']['fp16']:.3f}): {100 * s['within_25pct_without_fp16_speedup']:.0f}%")
-    old = [c for c in checks if not isinstance(c["predicted_ms"], tuple) and c["dtype"] != "int8"]
+    old = [c for c in checks if not isinstance(c["predicted_ms"], tuple) and c["dtype"] != "int8" and c["model"] not in PRUNED]
     old_ratios = [c["ratio"] / c["factor"] for c in old]
     for c in checks:  # NetsPresso's thread-less rows as they were counted before: once against each thread count
         if isinstance(c["predicted_ms"], tuple) and c["dtype"] != "int8":
             old_ratios += [p / c["measured_ms"] for p in c["predicted_ms"]]
     print(f"as counted until 2026-12-01 (every row, anchors included, no ncnn factor, a thread-less row once per thread "
-          f"count): {len(old_ratios)} rows, {100 * np.mean(np.abs(np.array(old_ratios) - 1) <= 0.25):.0f}% within ±25%")
+          "count, no pruned rows"
+          f"): {len(old_ratios)} rows, {100 * np.mean(np.abs(np.array(old_ratios) - 1) <= 0.25):.0f}% within ±25%")
 
     print(f"\n## 5. The default profile ({DEFAULT_PROFILE}) on whole ViTs of a Raspberry Pi 4\n")
     w = base.validation["whole_vit_pi4"]
@@ -177,7 +189,28 @@ def main() -> int:
             err = (pa / pb) / (meas[a] / meas[b]) - 1
             print(f"- batch 1, another core: size scaling {_short(a + ' / ' + b)}: default profile {pa / pb:.2f}, measured on "
                   f"an A75 @ {top} GHz ({rt}) {meas[a] / meas[b]:.2f}: {100 * err:+.0f}%")
+    _pruning_speedups(snp)
     return 0
+
+
+def _pruning_speedups(snp: dict) -> None:
+    """SNP's structured-pruning speed-ups on a Pi 4 (unpruned / pruned time, held out) against the shipped 4-thread
+    profile, the HAT-based profile from before the whole-ViT refit, and MACs alone."""
+    _, hat, _ = build_rpi4_profiles()
+    before = onnx_pi4_check(next(p for p in hat if p.threads == 4))
+    print("\nStructured pruning on a Pi 4 (SNP's pruned DeiTs, per-layer q/k, v/out, MLP and residual widths; batch 1, "
+          "ONNX, 4 threads inferred; held out): speed-up = unpruned / pruned time\n")
+    print("| pruned model | measured | rpi4-a72-ort-4t | HAT-based profile before the refit | MACs alone |")
+    print("|---|---|---|---|---|")
+    worst = 0.0
+    for c, b in zip(snp["pruning_speedup"], before["pruning_speedup"]):
+        full, pruned = c["pair"].split(" / ")
+        macs = (sum(o.macs for o in row_ops(full, base_shape(pruned))) / sum(o.macs for o in row_ops(pruned)))
+        worst = max(worst, abs(c["error"]))
+        print(f"| {pruned} | {c['measured']:.2f}x | {c['predicted']:.2f}x ({100 * c['error']:+.1f}%) | {b['predicted']:.2f}x "
+              f"({100 * b['error']:+.1f}%) | {macs:.2f}x ({100 * (macs / c['measured'] - 1):+.1f}%) |")
+    print(f"\nworst pruning speed-up error of the shipped profile: {100 * worst:.1f}% (a size-scaling check: two models, "
+          "same device, runtime and threads; target <= 15%)")
 
 
 def _short(pair: str) -> str:

@@ -49,9 +49,11 @@ def _figures(v: dict) -> str:
                      + ", ".join(f"{100 * c['error']:+.0f}%" for c in pi4["size_scaling"]))
     onnx = v.get("heldout_onnx_pi4")
     if onnx and onnx.get("rows"):
-        parts.append(f"held-out DeiT-T/S/B, batch 1, ONNX on a Pi 4 ({onnx['source']}): predicted / measured "
+        parts.append(f"held-out DeiT-T/S/B and {len(onnx.get('pruning_speedup', []))} pruned ones, batch 1, ONNX on a Pi 4 "
+                     f"({onnx['source']}): predicted / measured "
                      + ", ".join(f"{r:.2f}" for r in onnx["ratio_predicted_over_measured"].values())
-                     + "; size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx["size_scaling"]))
+                     + "; size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx["size_scaling"])
+                     + "; pruning speed-ups " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx.get("pruning_speedup", [])))
     if v.get("anchor_only"):
         parts.append("relative to the Pi 5 by ncnn ViT-B/32 times only, no held-out rows")
     d = v.get("default_model")
@@ -88,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    refit on whole ViTs: gemm x {g['gemm']}, rest x {g['rest']}, weights x {g['weights']}; ORT / PyTorch "
                       f"eager {pi4['runtime_factor_ort_over_pytorch']} ({pi4['runtime_factor_note']}); default model "
                       f"{d['before_refit']} -> {d['refit']} ms (at factor 1: {d['refit_at_factor_1']} ms)")
+            for c in (p.validation.get("heldout_onnx_pi4") or {}).get("pruning_speedup", []):
+                print(f"    structured-pruning speed-up on a Pi 4 (held out): {c['pair']}: predicted {c['predicted']}x, "
+                      f"measured {c['measured']}x ({100 * c['error']:+.1f}%)")
             for name, f in p.validation.get("runtime_factors", {}).items():
                 print(f"    runtime factor {name}: {f['median']} (range {f['range'][0]}-{f['range'][1]}, "
                       f"{f['pairs']} same-model pairs, {f['source']})")

@@ -51,6 +51,7 @@ from evaluators.latency.fit.sources import (
     ncnn_vit_rows,
     paddle_ratios,
 )
+from evaluators.latency.fit.snp_pruned import PRUNED, row_ops
 from evaluators.latency.fit.whole_model import DATA_CSV, ncnn_factor_fields, read_rows
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
@@ -184,26 +185,32 @@ def ncnn_cross_check(prof: DeviceProfile, root: Path | None = None) -> dict:
             **({} if prof.threads == 4 else {"not_independent_because": "its 1-thread factor is ncnn's 1 / 4-thread ratio"})}
 
 
-SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B, batch 1, `.onnx` on a Pi 4 (data/PROVENANCE.md section 10): held out
+SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B and 4 SNP-pruned ones, batch 1, `.onnx` on a Pi 4 (PROVENANCE.md 10): held out
 
 
 def onnx_pi4_check(prof: DeviceProfile, csv: Path = DATA_CSV) -> dict:
-    """``prof`` (a Pi 4 profile) against SNP's batch-1 ONNX DeiT-T/S/B on a Pi 4 (threads inferred: 4), which no
-    profile is fitted on: predicted / measured per model and the two size-scaling checks. The 1-thread profile
-    has no rows of its own there; its entry says so (its GEMM terms are the 4-thread ones x the ncnn thread ratio)."""
+    """``prof`` (a Pi 4 profile) against SNP's batch-1 ONNX rows on a Pi 4 (threads inferred: 4), which no profile
+    is fitted on: DeiT-T/S/B and their SNP-pruned versions (per-layer q/k, v/out, MLP and residual widths).
+    Predicted / measured per model, the two size-scaling checks and the four pruning speed-ups (unpruned over
+    pruned time, the same device, runtime and threads). The 1-thread profile has no rows of its own there; its
+    entry says so (its GEMM terms are the 4-thread ones x the ncnn thread ratio)."""
     if prof.threads != 4:
         return {"source": SNP, "rows": 0, "note": "the rows ran on 4 threads (inferred): see rpi4-a72-ort-4t, whose "
                 "refit this profile shares (GEMM terms x the ncnn 1-thread / 4-thread ratio)"}
-    rows = {r.model: r for r in read_rows(csv) if r.source == SNP and r.shape is not None}
-    pred = {m: _predict_ms(prof, decompose(r.shape)) for m, r in rows.items()}
+    rows = {r.model: r for r in read_rows(csv) if r.source == SNP and (r.shape is not None or r.model in PRUNED)}
+    pred = {m: _predict_ms(prof, row_ops(m, r.shape)) for m, r in rows.items()}
     ratio = np.array([pred[m] / r.latency_ms for m, r in rows.items()])
-    checks = []
-    for a, b in (("deit-small-patch16-224", "deit-tiny-patch16-224"), ("deit-base-patch16-224", "deit-small-patch16-224")):
+
+    def check(a: str, b: str) -> dict:
         pr, me = pred[a] / pred[b], rows[a].latency_ms / rows[b].latency_ms
-        checks.append({"pair": f"{a} / {b}", "predicted": round(pr, 3), "measured": round(me, 3), "error": round(pr / me - 1, 4)})
+        return {"pair": f"{a} / {b}", "predicted": round(pr, 3), "measured": round(me, 3), "error": round(pr / me - 1, 4)}
+
     return {"source": SNP, "rows": len(rows), "setting": "batch 1, ONNX (runtime and 4 threads inferred), fp32, 224 px",
             "ratio_predicted_over_measured": {m: round(float(v), 4) for m, v in zip(rows, ratio)},
-            "within_25pct": round(float(np.mean(np.abs(ratio - 1) <= 0.25)), 4), "size_scaling": checks}
+            "within_25pct": round(float(np.mean(np.abs(ratio - 1) <= 0.25)), 4),
+            "size_scaling": [check("deit-small-patch16-224", "deit-tiny-patch16-224"),
+                             check("deit-base-patch16-224", "deit-small-patch16-224")],
+            "pruning_speedup": [check(PRUNED[m][1], m) for m in PRUNED if m in rows]}
 
 
 def _assumptions(threads: int, thread_f: float, int8_ratio: float) -> list[str]:

@@ -2,7 +2,7 @@
 
 The profiles are fitted on qed's phone rows, HAT's Pi 4 rows and a Pi 4 whole-ViT table; here every other
 source's row on a shipped profile's device (ncnn's ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's ONNX
-DeiT-T/S/B on a Pi 4) is predicted and compared, with four rules that decide what counts:
+DeiT-T/S/B on a Pi 4 and its four SNP-pruned DeiTs, priced from their per-layer widths) is predicted and compared, with four rules that decide what counts:
 
 1. **Anchors are shown, not counted.** A row a profile is built from cannot test it: ncnn's rows at the
    thread count a profile takes from ncnn's 1-thread / 4-thread ratio (the Pi 4's one thread; the 4 threads of
@@ -25,6 +25,7 @@ from __future__ import annotations
 import statistics
 
 from evaluators.latency.derive.vit_anchored import ncnn_factor
+from evaluators.latency.fit.snp_pruned import PRUNED, SNP_REPO as SNP, row_ops
 from evaluators.latency.fit.whole_model import NCNN, QED, WholeRow
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DeviceProfile, load_profile
@@ -64,12 +65,15 @@ def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict
         prof = load_profile(name)
         pred = LatencyPredictor(prof)
         for r in rows:
-            if r.shape is None or dev not in r.device or r.source == QED:
+            if (r.shape is None and r.model not in PRUNED) or dev not in r.device or r.source == QED:
                 continue
             if r.threads is not None and r.threads != threads:
                 continue
             config = preset_config(r.shape, "int8") if r.dtype == "int8" else None
-            p = pred.predict_ms(r.shape, config, **({"global_pool": "token"} if r.source == NCNN else {}))
+            if r.source == SNP:  # plain and pruned DeiTs (per-layer widths), timm's class-token pooling
+                p = pred.predict_ops_ms(row_ops(r.model, r.shape))
+            else:
+                p = pred.predict_ms(r.shape, config, **({"global_pool": "token"} if r.source == NCNN else {}))
             f, stated = 1.0, "none needed (ONNX Runtime inferred, as the profile; 4 threads inferred)"
             if r.source == NCNN:
                 f = factor["over_ort"][r.dtype]
@@ -77,7 +81,7 @@ def source_checks(rows: list[WholeRow], factor: dict | None = None) -> list[dict
             elif r.source == NETSPRESSO:
                 stated = ("none (TFLite int8, method not stated; predicted with the int8 preset, ORT dynamic w8a32)"
                           if r.dtype == "int8" else "none (fp16-weight TFLite, taken as fp32 compute)")
-            entry = {"profile": name, "row": f"{r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source})",
+            entry = {"profile": name, "model": r.model, "row": f"{r.model} {r.runtime} {r.dtype}, {r.threads or '?'} thread(s) ({r.source})",
                      "measured_ms": r.latency_ms, "predicted_ms": p * f, "factor": f, "factor_note": stated,
                      "role": _role(prof, r) if r.dtype != "int8" else INT8_ROLE, "dtype": r.dtype, "source": r.source}
             if r.threads is None:  # rule 4: one check per board, against both thread counts' predictions
@@ -124,4 +128,6 @@ def summary(checks: list[dict], factor: dict) -> dict:
             "within_25pct_factor_range": (shares["low"], shares["high"]),
             "within_25pct_without_fp16_speedup": no_fp16 / len(held),
             "median_ratio": statistics.median(c["ratio"] for c in held),
+            "by_source": {src: (sum(c["within"] for c in held if c["source"] == src), sum(c["source"] == src for c in held))
+                          for src in sorted({c["source"] for c in held})},
             "anchors": len(checks) - len(held) - shown, "int8_shown": shown}

@@ -72,3 +72,17 @@ def test_summary_counts_only_held_out_rows(arm_dir, rows):
     held = [c for c in checks if c["role"] == "held out"]
     assert s["n"] == len(held) and s["anchors"] + s["int8_shown"] + s["n"] == len(checks)
     assert s["within_25pct"] == sum(abs(c["ratio"] - 1) <= 0.25 for c in held) / len(held)
+
+
+def test_snps_pruned_deits_are_held_out_rows_of_the_four_thread_pi4_profile(arm_dir, rows):
+    """The four SNP-pruned DeiTs (priced from their per-layer widths) count as held-out rows of rpi4-a72-ort-4t,
+    and the summary says how many rows each source gives."""
+    from evaluators.latency.fit.snp_pruned import PRUNED, SNP_REPO
+
+    f = ncnn_factor(rows)
+    checks = source_checks(rows, f)
+    pruned = [c for c in checks if c["model"] in PRUNED]
+    assert sorted(c["model"] for c in pruned) == sorted(PRUNED)
+    assert {(c["profile"], c["role"]) for c in pruned} == {("rpi4-a72-ort-4t", "held out")}
+    s = summary(checks, f)
+    assert s["by_source"][SNP_REPO][1] == 7 and sum(n for _, n in s["by_source"].values()) == s["n"]

@@ -58,15 +58,18 @@ def test_shipped_default_profile_meets_the_size_targets_on_held_out_sizes():
 
 
 def test_held_out_batch1_onnx_rows_of_a_pi4_are_met_by_the_four_thread_profile():
-    """SNP's DeiT-T/S/B (batch 1, .onnx, Pi 4; no profile is fitted on them) within ±25%, size scaling within
-    ±15%, recomputed from the CSV and equal to what the shipped profile lists; the 1-thread profile has no rows."""
+    """SNP's DeiT-T/S/B and their four pruned versions (batch 1, .onnx, Pi 4; no profile is fitted on them)
+    within ±25%, size scaling and pruning speed-ups within ±15%, recomputed from the CSV and equal to what the
+    shipped profile lists; the 1-thread profile has no rows."""
     from evaluators.latency.derive.build import SNP, onnx_pi4_check
 
-    rows = [r for r in read_rows() if r.source == SNP]
+    rows = [r for r in read_rows() if r.source == SNP and r.shape is not None]
     assert sorted(r.model for r in rows) == ["deit-base-patch16-224", "deit-small-patch16-224", "deit-tiny-patch16-224"]
     assert {(r.batch, r.threads, r.runtime) for r in rows} == {(1, 4, "ort")}
     four = load_profile("rpi4-a72-ort-4t")
     check = onnx_pi4_check(four)
     assert check == four.validation["heldout_onnx_pi4"]
     assert check["within_25pct"] == 1.0 and all(abs(c["error"]) <= 0.15 for c in check["size_scaling"])
+    assert check["rows"] == 7 and len(check["pruning_speedup"]) == 4
+    assert all(abs(c["error"]) <= 0.15 and c["measured"] > 1.5 for c in check["pruning_speedup"])
     assert load_profile(DEFAULT_PROFILE).validation["heldout_onnx_pi4"]["rows"] == 0
