@@ -110,6 +110,7 @@ class WholeRow:
     dtype: str
     latency_ms: float
     batch: int = 1
+    std_ms: float | None = None  # the source's own spread of the timed runs, where it reports one (qed)
 
     @property
     def setting(self) -> tuple:
@@ -131,8 +132,15 @@ def read_rows(path: Path = DATA_CSV, batches: tuple[int, ...] = (1,)) -> list[Wh
                 model=r["model"], family=r["family"], shape=vit_shape(r["model"], img), source=r["source_repo"],
                 device=r["device"], core=core_type(r["cpu_cores"]), ghz=float(ghz.group(1)) if ghz else None,
                 threads=int(float(r["threads"])) if r["threads"] else None, runtime=runtime_family(r["runtime"]),
-                dtype=r["dtype"].split(" ")[0], latency_ms=float(r["latency_ms"]), batch=int(r["batch"] or 1)))
+                dtype=r["dtype"].split(" ")[0], latency_ms=float(r["latency_ms"]), batch=int(r["batch"] or 1),
+                std_ms=_std_ms(r)))
     return out
+
+
+def _std_ms(r: dict) -> float | None:
+    """qed's ``|std`` cell, quoted in the row's notes in the unit of its ``|mean`` cell (µs: / 1000)."""
+    m = re.search(r'std column "[^"]*" = ([\d.]+)', r["notes"])
+    return float(m.group(1)) / 1000 if m and r["source_repo"] == QED else None
 
 
 def term_groups(profile: DeviceProfile, shape: ModelShape, config: CompressionConfig | None = None,

@@ -137,3 +137,13 @@ def test_int8_scales_are_recovered_and_applied_to_the_int8_linears_only():
 def test_shipped_a76_profiles_price_int8_vits_from_measured_int8_rows():
     v = load_profile("rpi5-a76-ort-1t").validation["int8"]
     assert v["fit_rows"]["n"] == 16 and v["heldout_family"]["within_25pct"] >= 0.8
+
+
+def test_qed_rows_carry_the_sources_own_spread_and_others_none():
+    """qed's ``|std`` cell (µs, quoted in the notes) in ms beside its mean; sources without one give None."""
+    rows = read_rows()
+    s10 = next(r for r in rows if r.source == "qed-usc/mobile-ml-benchmark" and r.model == "deit-base-distilled-patch16-224"
+               and r.device.startswith("Samsung Galaxy S10") and r.latency_ms == 1217.16)
+    assert s10.std_ms == pytest.approx(26.235)  # csv line 6: mean 1217160.0, std 26235
+    assert all(r.std_ms is None for r in rows if r.source != "qed-usc/mobile-ml-benchmark")
+    assert all(r.std_ms is not None and r.std_ms >= 0 for r in rows if r.source == "qed-usc/mobile-ml-benchmark")
