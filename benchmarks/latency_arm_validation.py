@@ -17,12 +17,14 @@ Prints, from the project's CSV of published measurements (no timing here; second
    PyTorch eager, 4 threads; the rows its gemm and rest groups are fitted on): each size held out, the
    size-scaling checks, the default model with its bounds; SNP's batch-1 ONNX rows of a Pi 4 (held out) against
    the 4-thread Pi 4 profile, with the speed-ups of its structurally pruned DeiTs (against the HAT-based profile
-   before the refit and MACs alone too); and the default's batch-1 size scaling against the A75's multi-size rows.
+   before the refit and MACs alone too); and the default's batch-1 size scaling against the A75's multi-size rows;
+   every measured DeiT-S / DeiT-T ratio in the data by core and threads, against the shipped profiles.
 
     .venv/bin/python benchmarks/latency_arm_validation.py
 """
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -193,6 +195,7 @@ def main() -> int:
             print(f"- batch 1, another core: size scaling {_short(a + ' / ' + b)}: default profile {pa / pb:.2f}, measured on "
                   f"an A75 @ {top} GHz ({rt}) {meas[a] / meas[b]:.2f}: {100 * err:+.0f}%")
     _pruning_speedups(snp)
+    _small_over_tiny()
     return 0
 
 
@@ -236,6 +239,35 @@ def _pruning_speedups(snp: dict) -> None:
               f"({100 * b['error']:+.1f}%) | {macs:.2f}x ({100 * (macs / c['measured'] - 1):+.1f}%) |")
     print(f"\nworst pruning speed-up error of the shipped profile: {100 * worst:.1f}% (a size-scaling check: two models, "
           "same device, runtime and threads; target <= 15%)")
+
+
+def _small_over_tiny() -> None:
+    """Every measured DeiT-S / DeiT-T ratio in the data (same source, device, cores, threads, runtime, dtype and
+    batch), by core and thread count, against the shipped profiles' predictions at that thread count."""
+    by: dict[tuple, dict[str, float]] = {}
+    for r in read_rows(batches=(1, 16)):
+        size = next((s for s in ("small", "tiny") if f"deit-{s}-" in r.model), None)
+        if size and r.shape is not None and r.shape.img_size == 224 and r.dtype == "fp32":
+            key = (r.source, r.device, r.core, r.ghz, r.threads, r.runtime, r.batch)
+            by.setdefault(key, {})[size] = r.latency_ms
+    groups: dict[tuple[str, str], list[float]] = {}
+    for (src, dev, core, _, threads, rt, batch), v in by.items():
+        if "small" in v and "tiny" in v:
+            cls = core or ("Arm server core, generation not stated" if src == "facebookresearch/LeViT" else "mixed cluster")
+            groups.setdefault((cls, "1 thread" if threads == 1 else "2-4 threads"), []).append(v["small"] / v["tiny"])
+    print("\nDeiT-S / DeiT-T (224 px, fp32) as measured across the data, by core and threads (the issue quoted 'near 2.2'):\n")
+    print("| core | threads | measured: median (range, settings) |")
+    print("|---|---|---|")
+    for (cls, th), xs in sorted(groups.items()):
+        print(f"| {cls} | {th} | {statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f}, {len(xs)}) |")
+    shapes = [next(r.shape for r in read_rows() if r.model == m) for m in
+              ("deit-small-distilled-patch16-224", "deit-tiny-distilled-patch16-224")]
+    pred = {n: LatencyPredictor(n).predict_ms(shapes[0], global_pool="token") /
+            LatencyPredictor(n).predict_ms(shapes[1], global_pool="token")
+            for n in ("rpi4-a72-ort-1t", "rpi4-a72-ort-4t", "rpi5-a76-ort-1t", "rpi5-a76-ort-4t")}
+    macs = [sum(o.macs for o in decompose(x, global_pool="token")) for x in shapes]
+    print("\nshipped profiles, batch 1: " + ", ".join(f"{n} {v:.2f}" for n, v in pred.items())
+          + f"; MACs {macs[0] / macs[1]:.2f}")
 
 
 def _short(pair: str) -> str:

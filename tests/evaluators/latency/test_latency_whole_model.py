@@ -147,3 +147,15 @@ def test_qed_rows_carry_the_sources_own_spread_and_others_none():
     assert s10.std_ms == pytest.approx(26.235)  # csv line 6: mean 1217160.0, std 26235
     assert all(r.std_ms is None for r in rows if r.source != "qed-usc/mobile-ml-benchmark")
     assert all(r.std_ms is not None and r.std_ms >= 0 for r in rows if r.source == "qed-usc/mobile-ml-benchmark")
+
+
+def test_levits_arm_server_rows_are_per_batch_and_tied_to_no_core():
+    """LeViT's one-thread Arm server timings (images/s at batch 16) are stored per batch of 16 and carry no core
+    type, so no profile is fitted or checked on them (PROVENANCE section 11)."""
+    rows = {r.model: r for r in read_rows(batches=(16,)) if r.source == "facebookresearch/LeViT"}
+    assert set(rows) == {"deit-tiny-distilled-patch16-224", "deit-small-distilled-patch16-224"}
+    assert rows["deit-tiny-distilled-patch16-224"].latency_ms == pytest.approx(16 / 16.789331601416873 * 1000, abs=1e-3)
+    assert {(r.core, r.threads, r.batch) for r in rows.values()} == {("", 1, 16)}
+    ratio = rows["deit-small-distilled-patch16-224"].latency_ms / rows["deit-tiny-distilled-patch16-224"].latency_ms
+    assert ratio == pytest.approx(2.218, abs=1e-3)
+    assert not [r for r in read_rows() if r.source == "facebookresearch/LeViT"]  # batch 1 readers never see them
