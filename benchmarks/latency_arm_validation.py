@@ -42,7 +42,6 @@ from evaluators.latency.derive.build import (
 from evaluators.latency.derive.heldout_sources import source_checks, summary
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
-    QED,
     REF_GHZ,
     SCALING,
     fit_rows,
@@ -58,6 +57,7 @@ from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
+
 
 def fmt(m: dict) -> str:
     return (f"MAPE {100 * m['mape']:5.1f}%, within ±10% {100 * m['within_10pct']:5.1f}%, within ±25% "

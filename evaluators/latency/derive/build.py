@@ -39,6 +39,7 @@ from evaluators.latency.derive import priors
 from evaluators.latency.derive.rpi4_whole import refit_rpi4
 from evaluators.latency.derive.vit_anchored import build_vit_anchored, ncnn_factor
 from evaluators.latency.fit.hat_fit import TRANSFERRED, HatFit, fit_hat, hat_provenance
+from evaluators.latency.fit.snp_pruned import PRUNED, SNP_REPO, row_ops
 from evaluators.latency.fit.sources import (
     NCNN_COMMIT,
     NCNN_FILE,
@@ -51,9 +52,7 @@ from evaluators.latency.fit.sources import (
     ncnn_vit_rows,
     paddle_ratios,
 )
-from evaluators.latency.fit.snp_pruned import PRUNED, row_ops
 from evaluators.latency.fit.whole_model import DATA_CSV, ncnn_factor_fields, read_rows
-from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.profile import SHIPPED_DIR, DeviceProfile
 
 GEMM_KINDS = ("linear", "conv", "attention")
@@ -185,7 +184,7 @@ def ncnn_cross_check(prof: DeviceProfile, root: Path | None = None) -> dict:
             **({} if prof.threads == 4 else {"not_independent_because": "its 1-thread factor is ncnn's 1 / 4-thread ratio"})}
 
 
-SNP = "Nota-NetsPresso/SNP"  # DeiT-T/S/B and 4 SNP-pruned ones, batch 1, `.onnx` on a Pi 4 (PROVENANCE.md 10): held out
+SNP = SNP_REPO  # DeiT-T/S/B and 4 SNP-pruned ones, batch 1, `.onnx` on a Pi 4 (PROVENANCE.md 10): held out
 
 
 def onnx_pi4_check(prof: DeviceProfile, csv: Path = DATA_CSV) -> dict:

@@ -2,7 +2,8 @@
 
 The profiles are fitted on qed's phone rows, HAT's Pi 4 rows and a Pi 4 whole-ViT table; here every other
 source's row on a shipped profile's device (ncnn's ViT-B/32 at 384 px, NetsPresso's ViT-Tiny, SNP's ONNX
-DeiT-T/S/B on a Pi 4 and its four SNP-pruned DeiTs, priced from their per-layer widths) is predicted and compared, with four rules that decide what counts:
+DeiT-T/S/B on a Pi 4 and its four SNP-pruned DeiTs, priced from their per-layer widths) is predicted and
+compared, with four rules that decide what counts:
 
 1. **Anchors are shown, not counted.** A row a profile is built from cannot test it: ncnn's rows at the
    thread count a profile takes from ncnn's 1-thread / 4-thread ratio (the Pi 4's one thread; the 4 threads of
@@ -25,7 +26,8 @@ from __future__ import annotations
 import statistics
 
 from evaluators.latency.derive.vit_anchored import ncnn_factor
-from evaluators.latency.fit.snp_pruned import PRUNED, SNP_REPO as SNP, row_ops
+from evaluators.latency.fit.snp_pruned import PRUNED, row_ops
+from evaluators.latency.fit.snp_pruned import SNP_REPO as SNP
 from evaluators.latency.fit.whole_model import NCNN, QED, WholeRow
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DeviceProfile, load_profile

@@ -2,8 +2,6 @@
 checked against SNP's own MAC counts, and the operator lists that price them."""
 from __future__ import annotations
 
-import pytest
-
 from evaluators.latency.fit import snp_pruned
 from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, block_widths, pruned_ops, read_ratios, row_ops
 from evaluators.latency.fit.whole_model import read_rows
