@@ -86,3 +86,21 @@ def test_snps_pruned_deits_are_held_out_rows_of_the_four_thread_pi4_profile(arm_
     assert {(c["profile"], c["role"]) for c in pruned} == {("rpi4-a72-ort-4t", "held out")}
     s = summary(checks, f)
     assert s["by_source"][SNP_REPO][1] == 7 and sum(n for _, n in s["by_source"].values()) == s["n"]
+
+
+def test_the_validation_benchmark_runs_and_prints_every_section(arm_dir):
+    """``benchmarks/latency_arm_validation.py`` (fit only, seconds) ends cleanly and prints the figures the
+    README quotes: held-out sources, the worst size-scaling check with its per-device reason, the pruning
+    speed-ups and the DeiT-S / DeiT-T table."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_arm_validation.py")], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "MAE_ARM_LATENCY_DIR": str(arm_dir)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in ("## 1. Runtime transfer factors", "held out: 11 rows", "fitted on each device's rows alone",
+                 "worst pruning speed-up error of the shipped profile", "DeiT-S / DeiT-T (224 px, fp32) as measured"):
+        assert line in out.stdout, line
