@@ -98,8 +98,9 @@ def test_the_validation_benchmark_runs_and_prints_every_section(arm_dir):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_arm_validation.py")], capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "MAE_ARM_LATENCY_DIR": str(arm_dir)})
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_arm_validation.py")], check=False,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MAE_ARM_LATENCY_DIR": str(arm_dir)})
     assert out.returncode == 0, out.stderr[-2000:]
     for line in ("## 1. Runtime transfer factors", "held out: 11 rows", "fitted on each device's rows alone",
                  "worst pruning speed-up error of the shipped profile", "DeiT-S / DeiT-T (224 px, fp32) as measured"):

@@ -117,7 +117,7 @@ def test_int8_scales_are_recovered_and_applied_to_the_int8_linears_only():
     from spaces.config_presets import preset_config
 
     prof = load_profile("rpi4-a72-ort-1t")
-    cfg = lambda shape: preset_config(shape, "int8")  # noqa: E731
+    cfg = lambda shape: preset_config(shape, "int8")
     names = ["deit-tiny-distilled-patch16-224", "deit-small-distilled-patch16-224", "vit-base-patch32-224-in21k",
              "vit-base-patch16-384"]
     truth = np.array([0.3, 2.0])
