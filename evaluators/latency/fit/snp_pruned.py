@@ -9,8 +9,8 @@ block, the query/key width (``matmul_{2i}``: ``q k^T``), the value/output width 
 extraction (:func:`extract`) copies them into ``data/snp_pruned_ratios.csv`` with their keys, and
 :func:`block_widths` turns them into widths. The reading is checked against SNP's own MAC count: the
 widths give 0.638 / 2.037 / 1.265 / 6.380 GMACs where the README prints 0.6 / 2.0 / 1.3 / 6.4 "GFLOPs"
-(timm's MAC count); reading the values as fractions *kept*, or leaving the residual unpruned, gives
-0.78 / 2.51 / 1.40 / 9.00 and fails (test).
+(timm's MAC count); reading the values as fractions *kept*, or leaving the residual unpruned, misses
+those counts (test).
 
 The project's :class:`~spaces.shape.ModelShape` has one head width per block, so the models are priced as
 operator lists (:func:`pruned_ops`): ``decompose`` of the pruned shape with the fused ``qkv`` Linear's
@@ -19,7 +19,8 @@ to ``(d_qk + d_v) / 2`` -- which gives the attention's MACs ``m T h (d_qk + d_v)
 traffic ``2 m h (d_qk + d_v)`` exactly (``predict.cost``). DeiT-B's ratios (0.7, 0.6, ...) do not give
 whole channels per head, and NetsPresso's rounding is not stated: the channels removed are rounded to whole
 channels and then down to whole channels per head, which gives 6.38 GMACs (README 6.4); rounding each head's
-kept width to the nearest gives 6.32 and 0.8% less predicted time on rpi4-a72-ort-4t (the DeiT-T/S files give whole channels).
+kept width to the nearest is printed beside it by ``benchmarks/latency_arm_validation.py`` (the DeiT-T/S files
+give whole channels).
 
 Why our own code: the ratios are a cloud service's input (NetsPresso's compressor), with no library that
 reads them; the arithmetic is the few lines below.
@@ -56,15 +57,22 @@ def ratio_keys(block: int) -> tuple[str, str, str]:
     return qk, f"matmul_{2 * block + 1}", f"blocks_{block}_mlp_fc1"
 
 
-def block_widths(ratios: dict[str, float], width: int, heads: int) -> tuple[int, list[tuple[int, int, int]]]:
-    """``(residual width, [(q/k per head, v per head, MLP units)] per block)`` kept by removed ``ratios``."""
+def block_widths(ratios: dict[str, float], width: int, heads: int,
+                 per_head: str = "down") -> tuple[int, list[tuple[int, int, int]]]:
+    """``(residual width, [(q/k per head, v per head, MLP units)] per block)`` kept by removed ``ratios``.
+    ``per_head``: ``"down"`` (the channels removed rounded to whole channels, then down to whole channels per
+    head: what the README's MAC count supports) or ``"nearest"`` (each head's kept width rounded)."""
     head_dim = width // heads
+
+    def kept(frac: float) -> int:
+        if per_head == "nearest":
+            return round(head_dim * (1 - frac))
+        return head_dim - round(width * frac) // heads  # every head keeps the same width
+
     out = []
     for i in range(DEPTH):
         qk, v, mlp = (ratios[k] for k in ratio_keys(i))
-        # channels removed, rounded to whole channels, then whole channels per head (every head keeps the same)
-        out.append((head_dim - round(width * qk) // heads, head_dim - round(width * v) // heads,
-                    4 * width - round(4 * width * mlp)))
+        out.append((kept(qk), kept(v), 4 * width - round(4 * width * mlp)))
     return width - round(width * ratios["add_24"]), out
 
 
@@ -77,11 +85,11 @@ def read_ratios(path: Path = RATIOS_CSV) -> dict[str, dict[str, float]]:
     return out
 
 
-def pruned_ops(model: str, ratios: dict[str, float] | None = None, batch: int = 1) -> list[Op]:
+def pruned_ops(model: str, ratios: dict[str, float] | None = None, batch: int = 1, per_head: str = "down") -> list[Op]:
     """Operators of SNP's pruned ``model`` (a key of :data:`PRUNED`) at ``batch`` images, token pooling
-    (timm's DeiT), in ``decompose``'s order."""
+    (timm's DeiT), in ``decompose``'s order; ``per_head`` as in :func:`block_widths`."""
     _, _, width, heads = PRUNED[model]
-    res, widths = block_widths(ratios or read_ratios()[model], width, heads)
+    res, widths = block_widths(ratios or read_ratios()[model], width, heads, per_head)
     shape = ModelShape(name=model, img_size=224, patch_size=16, in_chans=3, embed_dim=res, num_classes=1000,
                        blocks=tuple(BlockShape(res, heads, 1, mlp) for _, _, mlp in widths))
     ops = []

@@ -75,3 +75,9 @@ def test_extract_refuses_a_path_that_is_not_a_git_directory(tmp_path, capsys):
     assert snp_pruned.main([str(tmp_path)]) == 2
     assert "is not a git directory" in capsys.readouterr().err
     assert read_ratios()  # the shipped CSV is untouched
+
+
+def test_per_head_rounding_matters_only_where_a_file_gives_no_whole_channels_per_head():
+    for model in PRUNED:
+        same = pruned_ops(model, per_head="nearest") == pruned_ops(model)
+        assert same == (model != "deit-base-patch16-224+snp-6.4g"), model
