@@ -42,6 +42,7 @@ from evaluators.latency.derive.build import (
 from evaluators.latency.derive.heldout_sources import source_checks, summary
 from evaluators.latency.derive.rpi4_whole import FLOWER, heldout_sizes, pi4_rows, size_checks
 from evaluators.latency.derive.vit_anchored import (
+    FAMILIES,
     REF_GHZ,
     SCALING,
     fit_rows,
@@ -209,16 +210,21 @@ def _worst_by_device(base, f: dict, label: str, cr: list, models: str) -> None:
         c = next(c for c in scaling_checks(per_model) if c["models"] == models)
         b384, b224 = (next(r for r in sub if r.model == m and r.ghz == max(x.ghz for x in sub))
                       for m in ("deit-base-distilled-patch16-384", "deit-base-distilled-patch16-224"))
-        parts.append(f"{dev.split(' (')[0].strip(chr(34))}: {100 * c['error']:+.1f}% (DeiT-B 384 / 224 px measured "
+        parts.append(f"{dev.split(' (')[0].strip(chr(34))}: {100 * c['error']:+.1f}% (the pair measured {c['measured']:.3f}; "
+                     f"DeiT-B 384 / 224 px measured "
                      f"{b384.latency_ms / b224.latency_ms:.2f}; the source's std of the 384-px row "
                      f"{100 * b384.std_ms / b384.latency_ms:.1f}% of its mean)")
-    every = read_rows()
-    cv = sorted(r.std_ms / r.latency_ms for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53")
-                for r in qed_rows(every, core))
+    family = next(pat for pat in FAMILIES.values() if pat.search(models.split(" / ")[0]))
+    train = [r for r in cr if not family.search(r.model)]
+    held = fit_group_scales(base, train, [to_ort_at_ref(r, f) for r in train])
+    every = [r for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53") for r in qed_rows(read_rows(), core)]
+    cv = sorted(every, key=lambda r: r.std_ms / r.latency_ms)
+    top = ", ".join(f"{r.model} on the {r.device.split(' (')[0]} {100 * r.std_ms / r.latency_ms:.1f}%" for r in cv[-2:])
     print(f"the worst check ({label}, {_short(models)}) fitted on each device's rows alone: " + "; ".join(parts)
-          + f" -- without the pair's family the fit sees one token-count contrast, and the devices disagree on it "
-          f"(std / mean over all {len(cv)} one-core fp32 rows: median {100 * cv[len(cv) // 2]:.1f}%, largest "
-          f"{100 * cv[-1]:.1f}%)")
+          + f" -- without the pair's family the fit sees one token-count contrast, and the devices disagree on it; "
+          f"pooled, that fit's group scales are {', '.join(f'{x:.3f}' for x in held)} (gemm, weights, rest). "
+          f"std / mean over all {len(cv)} one-core fp32 rows: median "
+          f"{100 * statistics.median(r.std_ms / r.latency_ms for r in cv):.1f}%, largest {top}")
 
 
 def _pruning_speedups(snp: dict) -> None:
