@@ -43,6 +43,7 @@ from evaluators.latency.fit.whole_model import (
     runtime_factor,
     scale_int8,
     scale_profile,
+    spread_weights,
     term_groups,
 )
 from evaluators.latency.predict.profile import DeviceProfile
@@ -115,11 +116,15 @@ def family_splits(rows: list[WholeRow]):
             yield train, test
 
 
-def heldout_family(base: DeviceProfile, rows: list[WholeRow], f: dict) -> tuple[dict, dict]:
-    """Each family predicted by scales fitted without it: ``(metrics, {model: (pred, target)})``."""
+def heldout_family(base: DeviceProfile, rows: list[WholeRow], f: dict,
+                   spread_floor: float | None = None) -> tuple[dict, dict]:
+    """Each family predicted by scales fitted without it: ``(metrics, {model: (pred, target)})``; with
+    ``spread_floor``, the fits weight rows by their reported spread (:func:`~evaluators.latency.fit.whole_model.
+    spread_weights`; a sensitivity, not what the shipped profiles use)."""
     pred, meas, per_model = [], [], {}
     for train, test in family_splits(rows):
-        s = fit_group_scales(base, train, [to_ort_at_ref(r, f) for r in train])
+        w = spread_weights(train, spread_floor) if spread_floor else None
+        s = fit_group_scales(base, train, [to_ort_at_ref(r, f) for r in train], w)
         for r in test:
             p, y = float(term_groups(base, r.shape) @ s), r.latency_ms * to_ort_at_ref(r, f)
             pred.append(p)

@@ -166,9 +166,11 @@ def term_groups(profile: DeviceProfile, shape: ModelShape, config: CompressionCo
     return g
 
 
-def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list[float] | None = None) -> np.ndarray:
+def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list[float] | None = None,
+                     weights: list[float] | None = None) -> np.ndarray:
     """Non-negative ``[gemm, weights, rest]`` scales so that ``profile`` scaled by them predicts each row's
-    latency times its factor (runtime, clock) with the least squared relative error.
+    latency times its factor (runtime, clock) with the least squared relative error (each row's residual times
+    its entry of ``weights``, default 1: see :func:`spread_weights`).
 
     Rows of a single embedding width cannot tell the groups apart along the width (how narrow models run is
     the question the groups answer): then one common scale is fitted and ``profile``'s own split between the
@@ -178,9 +180,17 @@ def fit_group_scales(profile: DeviceProfile, rows: list[WholeRow], factors: list
         raise ValueError("no rows to fit group scales on")
     x = np.array([term_groups(profile, r.shape, batch=r.batch) for r in rows])
     y = np.array([r.latency_ms for r in rows]) * np.array(factors if factors is not None else [1.0] * len(rows))
+    w = np.array(weights if weights is not None else [1.0] * len(rows))
     if len({r.shape.embed_dim for r in rows}) < 2:
-        return np.full(3, float(nnls(x.sum(axis=1, keepdims=True) / y[:, None], np.ones(len(rows)))[0]))
-    return nnls(x / y[:, None], np.ones(len(rows)))
+        return np.full(3, float(nnls(x.sum(axis=1, keepdims=True) / y[:, None] * w[:, None], w)[0]))
+    return nnls(x / y[:, None] * w[:, None], w)
+
+
+def spread_weights(rows: list[WholeRow], floor: float) -> list[float]:
+    """``1 / max(std / mean, floor)`` per row (residuals enter squared: inverse variance), 1 / ``floor`` where the
+    source reports no spread. ``floor``: no row is trusted beyond the model's own error. Not used by the shipped
+    fits; ``benchmarks/latency_arm_validation.py`` prints what it would change."""
+    return [1.0 / max(r.std_ms / r.latency_ms if r.std_ms is not None else 0.0, floor) for r in rows]
 
 
 def fit_int8_scales(profile: DeviceProfile, rows: list[WholeRow], config_of, factors: list[float]) -> np.ndarray:

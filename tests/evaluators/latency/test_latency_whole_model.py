@@ -8,7 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from evaluators.latency.derive.vit_anchored import fit_rows, heldout_family, runtime_factors, scaling_checks
+from evaluators.latency.derive.vit_anchored import (
+    fit_rows,
+    heldout_family,
+    runtime_factors,
+    scaling_checks,
+    to_ort_at_ref,
+)
 from evaluators.latency.fit.whole_model import (
     WholeRow,
     core_type,
@@ -159,3 +165,18 @@ def test_levits_arm_server_rows_are_per_batch_and_tied_to_no_core():
     ratio = rows["deit-small-distilled-patch16-224"].latency_ms / rows["deit-tiny-distilled-patch16-224"].latency_ms
     assert ratio == pytest.approx(2.218, abs=1e-3)
     assert not [r for r in read_rows() if r.source == "facebookresearch/LeViT"]  # batch 1 readers never see them
+
+
+def test_spread_weights_trust_no_row_beyond_the_floor_and_equal_weights_change_nothing():
+    from evaluators.latency.fit.whole_model import fit_group_scales, spread_weights
+
+    rows = fit_rows(read_rows())
+    w = spread_weights(rows, 0.05)
+    for r, x in zip(rows, w):
+        assert x == pytest.approx(1 / max(r.std_ms / r.latency_ms, 0.05))
+    assert max(w) == pytest.approx(20.0)  # most rows vary by less than the floor: all of them weigh 1 / floor
+    base = load_profile("rpi4-a72-ort-1t")
+    f = runtime_factors(read_rows())
+    factors = [to_ort_at_ref(r, f) for r in rows]
+    plain = fit_group_scales(base, rows, factors)
+    assert fit_group_scales(base, rows, factors, [7.0] * len(rows)) == pytest.approx(plain, rel=1e-9)
