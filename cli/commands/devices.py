@@ -51,7 +51,8 @@ def _figures(v: dict) -> str:
     if onnx and onnx.get("rows"):
         parts.append(f"held-out DeiT-T/S/B and {len(onnx.get('pruning_speedup', []))} pruned ones, batch 1, ONNX on a Pi 4 "
                      f"({onnx['source']}): predicted / measured "
-                     + ", ".join(f"{r:.2f}" for r in onnx["ratio_predicted_over_measured"].values())
+                     + ", ".join(f"{m.replace('-patch16-224', '').replace('deit-', 'DeiT-')} {r:.2f}"
+                                 for m, r in onnx["ratio_predicted_over_measured"].items())
                      + "; size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx["size_scaling"])
                      + "; pruning speed-ups " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx.get("pruning_speedup", [])))
     if v.get("anchor_only"):
