@@ -34,7 +34,7 @@ import numpy as np
 
 from evaluators.latency.derive.build import (
     SNP,
-    build_rpi4_profiles,
+    build_rpi4,
     default_model_ms,
     default_model_shape,
     onnx_pi4_check,
@@ -54,7 +54,7 @@ from evaluators.latency.derive.vit_anchored import (
     to_ort_at_ref,
 )
 from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, pruned_ops, row_ops
-from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups
+from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups, vit_shape
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
@@ -82,20 +82,13 @@ def main() -> int:
     print("| core class | rows | group scales (gemm, weights, rest) x Pi 4 profile | held out by family | "
           "size scaling, held-out fits: predicted / measured (error) |")
     print("|---|---|---|---|---|")
-    worst_scaling, worst_at, held_all = 0.0, None, []
     settings = [("Cortex-A76, both runtimes (shipped)", fit_rows(rows))]
     for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53"):
         for rt in ("tflite", "pytorch-mobile"):
             settings.append((f"{core}, {rt}", [r for r in qed_rows(rows, core) if r.runtime == rt]))
-    for label, cr in settings:
+    per_setting = _heldout_settings(base, f, settings)
+    for (label, cr), (held, checks) in zip(settings, per_setting):
         scales = fit_group_scales(base, cr, [to_ort_at_ref(r, f) for r in cr])
-        held, per_model = heldout_family(base, cr, f)
-        checks = scaling_checks(per_model)
-        if "shipped" not in label:  # the pooled A76 rows are the union of the two A76 settings below it
-            held_all.append(held)
-            for c in checks:
-                if abs(c["error"]) > worst_scaling:
-                    worst_scaling, worst_at = abs(c["error"]), (label, cr, c["models"])
         sc = "; ".join(f"{_short(c['models'])} {c['predicted']:.2f} / {c['measured']:.2f} ({100 * c['error']:+.0f}%)"
                        for c in checks)
         print(f"| {label} | {len(cr)} | {', '.join(f'{s:.3f}' for s in scales)} | {fmt(held)} | {sc} |")
@@ -103,13 +96,11 @@ def main() -> int:
     print(f"\nint8 Linears on the A76 (TFLite int8 rows, {i8['fit_rows']['n']}; fitted on the fp32 A76 fit, two scales "
           f"{i8['scales_of_int8_terms']['ns_per_mac']:.3f} x compute, {i8['scales_of_int8_terms']['ns_per_weight']:.3f} x "
           f"weights): each family held out {fmt(i8['heldout_family'])}")
-    n = sum(h["n"] for h in held_all)
-    share25 = sum(h["within_25pct"] * h["n"] for h in held_all) / n
-    mape = sum(h["mape"] * h["n"] for h in held_all) / n
+    n, share25, mape, worst_scaling, worst_at = _pooled(settings, per_setting)
     print(f"\nall core x runtime settings: {n} held-out rows, {100 * share25:.1f}% within ±25% (target >= 80%), MAPE "
           f"{100 * mape:.2f}%; "
           f"worst size-scaling error {100 * worst_scaling:.1f}% (target <= 15%)")
-    _worst_by_device(base, f, *worst_at)
+    _worst_by_device(base, f, rows, *worst_at)
     _spread_weighted(base, f, settings)
 
     print("\n## 4. Shipped profiles against other sources' rows on their own device (held-out sources)\n")
@@ -203,7 +194,32 @@ def main() -> int:
     return 0
 
 
-def _worst_by_device(base, f: dict, label: str, cr: list, models: str) -> None:
+def _heldout_settings(base, f: dict, settings: list, spread_floor: float | None = None) -> list[tuple[dict, list]]:
+    """``(held-out metrics, size-scaling checks)`` of each setting's leave-one-family-out fits."""
+    out = []
+    for _, cr in settings:
+        held, per_model = heldout_family(base, cr, f, spread_floor=spread_floor)
+        out.append((held, scaling_checks(per_model)))
+    return out
+
+
+def _pooled(settings: list, per_setting: list) -> tuple[int, float, float, float, tuple | None]:
+    """``(rows, share within ±25%, MAPE, worst |size-scaling error|, (label, rows, pair) of the worst)`` over every
+    setting but the shipped one (the pooled A76 rows are the union of the two A76 settings)."""
+    held_all, worst, worst_at = [], 0.0, None
+    for (label, cr), (held, checks) in zip(settings, per_setting):
+        if "shipped" in label:
+            continue
+        held_all.append(held)
+        for c in checks:
+            if abs(c["error"]) > worst:
+                worst, worst_at = abs(c["error"]), (label, cr, c["models"])
+    n = sum(h["n"] for h in held_all)
+    return (n, sum(h["within_25pct"] * h["n"] for h in held_all) / n, sum(h["mape"] * h["n"] for h in held_all) / n,
+            worst, worst_at)
+
+
+def _worst_by_device(base, f: dict, rows: list, label: str, cr: list, models: str) -> None:
     """Why the worst size-scaling check misses: the same held-out fits on each device of that setting alone, and
     the one token-count contrast a fit without the pair's family has (DeiT-B at 384 / 224 px), as measured."""
     parts = []
@@ -220,7 +236,7 @@ def _worst_by_device(base, f: dict, label: str, cr: list, models: str) -> None:
     family = next(pat for pat in FAMILIES.values() if pat.search(models.split(" / ")[0]))
     train = [r for r in cr if not family.search(r.model)]
     held = fit_group_scales(base, train, [to_ort_at_ref(r, f) for r in train])
-    every = [r for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53") for r in qed_rows(read_rows(), core)]
+    every = [r for core in ("Cortex-A76", "Cortex-A75", "Samsung M4", "Cortex-A55", "Cortex-A53") for r in qed_rows(rows, core)]
     cv = sorted(every, key=lambda r: r.std_ms / r.latency_ms)
     top = ", ".join(f"{r.model} on the {r.device.split(' (')[0]} {100 * r.std_ms / r.latency_ms:.1f}%" for r in cv[-2:])
     print(f"the worst check ({label}, {_short(models)}) fitted on each device's rows alone: " + "; ".join(parts)
@@ -237,16 +253,9 @@ def _spread_weighted(base, f: dict, settings: list) -> None:
     a76 = load_profile("rpi5-a76-ort-1t").validation["heldout_family"]["mape"]
     out = []
     for floor in (a76, 0.03, 0.01):
-        held, worst = [], 0.0
-        for label, cr in settings:
-            if "shipped" in label:
-                continue
-            h, per_model = heldout_family(base, cr, f, spread_floor=floor)
-            held.append(h)
-            worst = max([worst] + [abs(c["error"]) for c in scaling_checks(per_model)])
-        n = sum(h["n"] for h in held)
-        out.append(f"floor {100 * floor:.1f}%: {100 * sum(h['within_25pct'] * h['n'] for h in held) / n:.1f}% within ±25%, "
-                   f"MAPE {100 * sum(h['mape'] * h['n'] for h in held) / n:.2f}%, worst size-scaling {100 * worst:.1f}%")
+        _, share25, mape, worst, _ = _pooled(settings, _heldout_settings(base, f, settings, floor))
+        out.append(f"floor {100 * floor:.1f}%: {100 * share25:.1f}% within ±25%, MAPE {100 * mape:.2f}%, "
+                   f"worst size-scaling {100 * worst:.1f}%")
     print("sensitivity, not shipped -- every fit weighted by its rows' reported spread (1 / max(std / mean, floor); the "
           "first floor is the shipped A76 fit's held-out MAPE): " + "; ".join(out))
 
@@ -254,7 +263,7 @@ def _spread_weighted(base, f: dict, settings: list) -> None:
 def _pruning_speedups(snp: dict) -> None:
     """SNP's structured-pruning speed-ups on a Pi 4 (unpruned / pruned time, held out) against the shipped 4-thread
     profile, the HAT-based profile from before the whole-ViT refit, and MACs alone."""
-    _, hat, _ = build_rpi4_profiles()
+    hat, _ = build_rpi4()  # the HAT-based profiles, before the whole-ViT refit
     before = onnx_pi4_check(next(p for p in hat if p.threads == 4))
     print("\nStructured pruning on a Pi 4 (SNP's pruned DeiTs, per-layer q/k, v/out, MLP and residual widths; batch 1, "
           "ONNX, 4 threads inferred; held out): speed-up = unpruned / pruned time\n")
@@ -263,9 +272,9 @@ def _pruning_speedups(snp: dict) -> None:
     worst = 0.0
     for c, b in zip(snp["pruning_speedup"], before["pruning_speedup"]):
         full, pruned = c["pair"].split(" / ")
-        macs = (sum(o.macs for o in row_ops(full, base_shape(pruned))) / sum(o.macs for o in row_ops(pruned)))
-        worst = max(worst, abs(c["error"]))
         gmacs = sum(o.macs for o in row_ops(pruned)) / 1e9
+        macs = sum(o.macs for o in row_ops(full, base_shape(pruned))) / 1e9 / gmacs
+        worst = max(worst, abs(c["error"]))
         print(f"| {pruned} | {gmacs:.3f} ({pruned.rsplit('-', 1)[1][:-1]}) | {c['measured']:.2f}x | {c['predicted']:.2f}x "
               f"({100 * c['error']:+.1f}%) | {b['predicted']:.2f}x ({100 * b['error']:+.1f}%) | {macs:.2f}x "
               f"({100 * (macs / c['measured'] - 1):+.1f}%) |")
@@ -297,11 +306,11 @@ def _small_over_tiny() -> None:
     print("|---|---|---|")
     for (cls, th), xs in sorted(groups.items()):
         print(f"| {cls} | {th} | {statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f}, {len(xs)}) |")
-    shapes = [next(r.shape for r in read_rows() if r.model == m) for m in
-              ("deit-small-distilled-patch16-224", "deit-tiny-distilled-patch16-224")]
-    pred = {n: LatencyPredictor(n).predict_ms(shapes[0], global_pool="token") /
-            LatencyPredictor(n).predict_ms(shapes[1], global_pool="token")
-            for n in ("rpi4-a72-ort-1t", "rpi4-a72-ort-4t", "rpi5-a76-ort-1t", "rpi5-a76-ort-4t")}
+    shapes = [vit_shape(m) for m in ("deit-small-distilled-patch16-224", "deit-tiny-distilled-patch16-224")]
+    pred = {}
+    for n in ("rpi4-a72-ort-1t", "rpi4-a72-ort-4t", "rpi5-a76-ort-1t", "rpi5-a76-ort-4t"):
+        p = LatencyPredictor(n)
+        pred[n] = p.predict_ms(shapes[0], global_pool="token") / p.predict_ms(shapes[1], global_pool="token")
     macs = [sum(o.macs for o in decompose(x, global_pool="token")) for x in shapes]
     print("\nshipped profiles, batch 1: " + ", ".join(f"{n} {v:.2f}" for n, v in pred.items())
           + f"; MACs {macs[0] / macs[1]:.2f}")
