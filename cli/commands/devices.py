@@ -55,6 +55,10 @@ def _figures(v: dict) -> str:
                                  for m, r in onnx["ratio_predicted_over_measured"].items())
                      + "; size scaling " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx["size_scaling"])
                      + "; pruning speed-ups " + ", ".join(f"{100 * c['error']:+.0f}%" for c in onnx.get("pruning_speedup", [])))
+    t = v.get("thread_model_checks")
+    if t:
+        parts.append(f"its thread model on the A76's own 2-3-thread rows (held out): {100 * t['within_15pct']:.0f}% of "
+                     f"{t['n']} size-scaling checks within ±15%, worst {100 * t['worst_abs_error']:.0f}%")
     if v.get("anchor_only"):
         parts.append("relative to the Pi 5 by ncnn ViT-B/32 times only, no held-out rows")
     d = v.get("default_model")
@@ -94,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
             for c in (p.validation.get("heldout_onnx_pi4") or {}).get("pruning_speedup", []):
                 print(f"    structured-pruning speed-up on a Pi 4 (held out): {c['pair']}: predicted {c['predicted']}x, "
                       f"measured {c['measured']}x ({100 * c['error']:+.1f}%)")
+            for c in (p.validation.get("thread_model_checks") or {}).get("checks", []):
+                print(f"    thread model, {c['device']} A76 @ {c['ghz']} GHz, {c['runtime']}, {c['threads']} threads (k "
+                      f"{c['k']} from ViT-B/32's {c['anchor_speedup']}x): {c['models']}: predicted {c['predicted']}, "
+                      f"measured {c['measured']} ({100 * c['error']:+.1f}%)")
             for name, f in p.validation.get("runtime_factors", {}).items():
                 print(f"    runtime factor {name}: {f['median']} (range {f['range'][0]}-{f['range'][1]}, "
                       f"{f['pairs']} same-model pairs, {f['source']})")

@@ -20,6 +20,10 @@ def test_devices_lists_profiles_with_their_figures(capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert "rpi4-a72-ort-1t (default)" in out and "held-out MAPE" in out and "ncnn" in out
+    four = out[out.index("rpi5-a76-ort-4t:"):].split("\n")[:3]
+    assert "confidence low" in four[1] and "its thread model on the A76's own 2-3-thread rows" in four[2]
+    assert main(["devices", "-v"]) == 0
+    assert "thread model, Google Pixel 4 A76 @ 2.32 GHz, tflite, 3 threads" in capsys.readouterr().out
     assert main(["devices", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert sum(d["default"] for d in data) == 1 and all("provenance" in d for d in data)

@@ -18,7 +18,9 @@
 4. **Validation** (in each profile, printed by ``benchmarks/latency_arm_validation.py``): every model
    family left out of the fit in turn (DeiT / ViT / ViT-MSN) and predicted; the size-scaling ratios
    (DeiT-S / DeiT-T, DeiT-B / DeiT-S, ViT-B/32 / ViT-B/16) from those held-out fits against the measured
-   ones; the device's own ncnn ViT-B/32 rows (another runtime: a ratio, no factor known).
+   ones; the device's own ncnn ViT-B/32 rows (another runtime: a ratio, no factor known); at 4 threads also
+   the thread model on the A76's own 2-3-thread rows (:func:`thread_checks`; a check past 15% makes the
+   profile low confidence).
 """
 from __future__ import annotations
 
@@ -145,6 +147,55 @@ def scaling_checks(per_model: dict) -> list[dict]:
     return out
 
 
+THREAD_ANCHOR = "vit-base-patch32-224-in21k"  # its measured speed-up sets k, as ncnn's ViT-B/32 does per device
+
+
+def thread_checks(base: DeviceProfile, rows: list[WholeRow], f: dict, core: str) -> list[dict]:
+    """The shipped multi-thread model (``gemm`` and ``weights`` / k, ``rest`` not sped up; k from one ViT-B/32's
+    measured one / N-thread ratio, as ncnn's ViT-B/32 sets it per device) on qed's 2-4-thread rows of ``core``.
+    The one-thread groups are the shipped kind of fit: ``base``'s groups scaled by NNLS on every one-thread fp32
+    row of ``core`` (both runtimes; for the A76 exactly the shipped profiles' scales). Per device, clock, runtime
+    and thread count, k comes from :data:`THREAD_ANCHOR`'s measured speed-up there, and every :data:`SCALING`
+    pair without the anchor is predicted at N threads against its measured ratio. No multi-thread row is fitted
+    on; the one-thread rows of the pairs are (the one-thread checks hold families out)."""
+    fit = qed_rows(rows, core)
+    scales = fit_group_scales(base, fit, [to_ort_at_ref(r, f) for r in fit])
+    groups = {r.model: term_groups(base, r.shape) * scales for r in fit}
+    qed = [r for r in rows if r.source == QED and r.core == core and r.dtype == "fp32" and r.shape is not None
+           and r.ghz and r.threads]
+    out = []
+    for dev, ghz, rt, n in sorted({(r.device, r.ghz, r.runtime, r.threads) for r in qed if r.threads > 1}):
+        ms = {r.model: r.latency_ms for r in qed if (r.device, r.ghz, r.runtime, r.threads) == (dev, ghz, rt, n)}
+        t1 = {r.model: r.latency_ms for r in qed if (r.device, r.ghz, r.runtime, r.threads) == (dev, ghz, rt, 1)}
+        if THREAD_ANCHOR not in ms or THREAD_ANCHOR not in t1:
+            continue
+        speedup = t1[THREAD_ANCHOR] / ms[THREAD_ANCHOR]
+        g = groups[THREAD_ANCHOR]
+        # predicted N-thread time = (gemm + weights) / k + rest, equal to the anchor's measured 1 / N ratio
+        left = g.sum() / speedup - g[2]
+        k = float((g[0] + g[1]) / left) if left > 0 else float("inf")
+
+        def at_n(m: str, k: float = k) -> float:
+            return float((groups[m][0] + groups[m][1]) / k + groups[m][2])
+
+        for a, b in SCALING:
+            if THREAD_ANCHOR in (a, b) or not {a, b} <= ms.keys():
+                continue
+            pred, meas = at_n(a) / at_n(b), ms[a] / ms[b]
+            out.append({"device": dev, "ghz": ghz, "runtime": rt, "threads": n, "anchor_speedup": round(speedup, 3),
+                        "k": round(k, 3), "models": f"{a} / {b}", "predicted": round(pred, 3),
+                        "one_thread_predicted": round(float(groups[a].sum() / groups[b].sum()), 3),
+                        "measured": round(meas, 3), "error": round(pred / meas - 1, 4)})
+    return out
+
+
+def thread_summary(checks: list[dict]) -> dict:
+    """``n``, share within ±15% and the worst |error| of :func:`thread_checks`' checks."""
+    err = [abs(c["error"]) for c in checks]
+    return {"n": len(err), "within_15pct": round(float(np.mean([e <= 0.15 for e in err])), 4) if err else None,
+            "worst_abs_error": round(max(err), 4) if err else None}
+
+
 def int8_rows(rows: list[WholeRow]) -> list[WholeRow]:
     """qed's one-core A76 rows of the TFLite int8 ("quant") plain ViTs."""
     return qed_rows(rows, dtype="int8", runtimes=("tflite",))
@@ -209,6 +260,12 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
     a76_validation["int8"] = int8_validation
     nf = ncnn_runtime_factor(rows, f["ort/tflite"]["median"], root)
     ok = held["within_25pct"] >= 0.8 and all(abs(c["error"]) <= 0.15 for c in checks)
+    threaded = thread_checks(rpi4_1t, rows, f, "Cortex-A76")
+    thread_validation = {"core": "Cortex-A76", **thread_summary(threaded), "checks": threaded,
+                         "note": "the 4-thread model (gemm and weights / k, rest not sped up, k from one ViT-B/32's "
+                                 "measured speed-up) on qed's 2- and 3-thread rows of the Pixel 4's A76 gold cluster; "
+                                 "one-thread groups from the shipped one-thread A76 fit; no multi-thread row is fitted on"}
+    ok_threaded = ok and all(abs(c["error"]) <= 0.15 for c in threaded)
     provenance = [
         {"repo": QED, "commit": "40ba833a9ca560a3035a76a5c3da504082dec001", "file": "dataset/*_transformer_e2e.csv",
          "rows_used": f"{len(fit)} one-core Cortex-A76 rows (Pixel 4 prime 2.84 / gold 2.32 GHz; "
@@ -232,8 +289,9 @@ def build_vit_anchored(rpi4_1t: DeviceProfile, root: Path | None = None, csv: Pa
                 s = s / np.array([ratio, ratio, 1.0])
                 extra.append(f"4 threads: gemm and weights / {ratio:.4f} ({rows_txt}); rest not sped up")
             mine = [r for sec in ((one,) if threads == 1 else four) for r in ncnn_big_core_rows(sec, threads, root)]
-            out.append(_profile(rpi4_1t, s, k8, stem, device, cpu, threads, ghz, provenance, extra, ok, a76_validation,
-                                mine, nf))
+            val = {**a76_validation, "thread_model_checks": thread_validation} if threads > 1 else a76_validation
+            out.append(_profile(rpi4_1t, s, k8, stem, device, cpu, threads, ghz, provenance, extra,
+                                ok_threaded if threads > 1 else ok, val, mine, nf))
     pi5 = {p.threads: p for p in out if p.name.startswith("rpi5-a76")}
     for stem, device, cpu, section in FAST_DEVICES:
         for threads, base in sorted(pi5.items()):

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from evaluators.latency.derive.vit_anchored import (
+    THREAD_ANCHOR,
     fit_rows,
     heldout_family,
     runtime_factors,
     scaling_checks,
+    thread_checks,
+    thread_summary,
     to_ort_at_ref,
 )
 from evaluators.latency.fit.whole_model import (
@@ -180,3 +183,36 @@ def test_spread_weights_trust_no_row_beyond_the_floor_and_equal_weights_change_n
     factors = [to_ort_at_ref(r, f) for r in rows]
     plain = fit_group_scales(base, rows, factors)
     assert fit_group_scales(base, rows, factors, [7.0] * len(rows)) == pytest.approx(plain, rel=1e-9)
+
+
+def test_thread_model_checks_hold_the_anchor_out_and_shrink_the_one_thread_ratios():
+    """k reproduces the anchor's measured speed-up (so it is no check itself), every multi-thread setting of the
+    A76 is checked, and with the rest not sped up a smaller model gains less: its ratio to a larger one falls."""
+    rows = read_rows()
+    base, f = load_profile("rpi4-a72-ort-1t"), runtime_factors(rows)
+    checks = thread_checks(base, rows, f, "Cortex-A76")
+    assert len(checks) == 8 and {c["threads"] for c in checks} == {2, 3}
+    assert all(THREAD_ANCHOR not in c["models"] for c in checks)
+    for c in checks:
+        assert c["k"] > 1.0 and c["predicted"] < c["one_thread_predicted"], c
+        assert c["error"] == pytest.approx(c["predicted"] / c["measured"] - 1, abs=2e-3)
+    # the anchor: (gemm + weights) / k + rest over the one-thread total is 1 / its measured speed-up
+    fit = fit_rows(rows)
+    s = fit_group_scales(base, fit, [to_ort_at_ref(r, f) for r in fit])
+    g = term_groups(base, vit_shape(THREAD_ANCHOR)) * s
+    for c in checks:
+        assert g.sum() / ((g[0] + g[1]) / c["k"] + g[2]) == pytest.approx(c["anchor_speedup"], rel=2e-3)
+    t = thread_summary(checks)
+    assert t["n"] == 8 and t["worst_abs_error"] == max(abs(c["error"]) for c in checks)
+    assert thread_summary([]) == {"n": 0, "within_15pct": None, "worst_abs_error": None}
+
+
+def test_four_thread_a76_profiles_list_their_thread_checks_and_a_confidence_that_follows():
+    rows = read_rows()
+    expected = thread_checks(load_profile("rpi4-a72-ort-1t"), rows, runtime_factors(rows), "Cortex-A76")
+    for name in ("rpi5-a76-ort-4t", "rk3588-a76-ort-4t", "snapdragon-855plus-ort-4t"):
+        p = load_profile(name)
+        t = p.validation["thread_model_checks"]
+        assert [c["error"] for c in t["checks"]] == [c["error"] for c in expected], name
+        assert (p.confidence == "low") == (t["worst_abs_error"] > 0.15), name
+    assert "thread_model_checks" not in load_profile("rpi5-a76-ort-1t").validation
