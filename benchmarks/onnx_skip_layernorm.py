@@ -19,7 +19,6 @@ One core, one ONNX Runtime thread, interleaved passes, lowest pass median (the m
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 import tempfile
 from pathlib import Path
@@ -27,16 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-from evaluators.latency.measure.model_items import model_item, sample_configs  # noqa: E402
-from evaluators.latency.measure.ort_timing import machine_summary, pin_to_core, time_interleaved_ms  # noqa: E402
-from mae.model import create_model, describe  # noqa: E402
-from spaces.config import CompressionConfig  # noqa: E402
-from toolkit import onnx_quant  # noqa: E402
+from evaluators.latency.measure.model_items import model_item, sample_configs
+from evaluators.latency.measure.ort_timing import machine_summary, pin_to_core, time_interleaved_ms
+from mae.model import create_model, describe
+from spaces.config import CompressionConfig
+from toolkit import onnx_quant
+from toolkit.onnx_static import ran_op_types
 
 PRESET = "mae_vit_tiny_p4_28"
 ROWS = ((13, 192), (50, 128), (50, 192), (197, 192), (197, 768))
@@ -54,16 +53,6 @@ def add_layernorm(tokens: int, dim: int, shaped: bool, path: Path) -> list[dict]
     graph = helper.make_graph(nodes, "add_layernorm", [a, b], [y], [gamma, beta])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return [{"name": n, "shape": [1, tokens, dim]} for n in ("a", "b")]
-
-
-def optimized_ops(path: Path) -> collections.Counter:
-    """Op types ONNX Runtime runs for ``path`` (its fully optimized graph)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
-        opts.log_severity_level = 3
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return collections.Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
 
 
 def int8_models() -> dict[str, tuple[str, CompressionConfig]]:
@@ -93,7 +82,7 @@ def main() -> int:
             for shaped in (True, False):
                 path = Path(tmp) / f"row_{t}_{d}_{int(shaped)}.onnx"
                 rows[(t, d, shaped)] = (path, add_layernorm(t, d, shaped, path))
-                ran[(t, d, shaped)] = "+".join(sorted(optimized_ops(path)))
+                ran[(t, d, shaped)] = "+".join(sorted(ran_op_types(path)))
         timed = time_interleaved_ms(rows, rounds=args.rounds, repeats=2000, warmup=100, progress=False)
         print("## 1. LayerNorm(a + b) alone\n")
         print("| tokens x width | shapes declared: ORT runs | µs | no shapes: ORT runs | µs | fused / unfused |")
@@ -116,7 +105,7 @@ def main() -> int:
                 onnx_quant._same_value_info = keep
             for tag, path in (("as exported", now), ("before", old)):
                 files[(name, tag)] = (path, inputs)
-                sln[(name, tag)] = optimized_ops(path)["SkipLayerNormalization"]
+                sln[(name, tag)] = ran_op_types(path)["SkipLayerNormalization"]
         timed = time_interleaved_ms(files, rounds=args.rounds, repeats=300, warmup=20, progress=True)
         print("\n## 2. Whole dynamic-int8 models (the embedded default)\n")
         print("| model | before (the quantizer's shapes kept): SkipLayerNorms, ms | now: SkipLayerNorms, ms | change |")

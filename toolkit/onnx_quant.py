@@ -46,6 +46,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from spaces.config import ConfigError
+from toolkit.onnx_static import dequantized_matmuls, is_static, keep_bias_adds
 from toolkit.quant import act_qparams, weight_qparams
 
 # MatMulNBits block length along in_features. Block sizes 16, 32 and 64 measured the same within
@@ -334,6 +335,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, *, linear_bits: M
         model = _ort_int8(model, [nodes[m].name for m in by_bits[8]], act_bits, batches)
         action = "dynamic int8 (MatMulInteger)" if act_bits == 32 else "static int8 QDQ"
         report += [NodeQuant(m, 8, nodes[m].name, action) for m in by_bits[8]]
+        if act_bits == 8 and is_static(model):  # a token-merging export: keep ORT's integer kernels
+            keep_bias_adds(model, dequantized_matmuls(model))
         if act_bits == 32:
             notes.append("dynamic int8 also quantizes each 8-bit Linear's input per call (uint8, asymmetric, "
                          "range of that input); a weight-only simulation does not model this")

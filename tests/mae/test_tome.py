@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -165,3 +166,40 @@ def test_config_round_trip_and_errors_name_the_field():
     bad = replace(ident, decoder_blocks=(replace(ident.decoder_blocks[0], merge_tokens=1),))
     with pytest.raises(ConfigError, match=r"decoder_blocks\[0\]\.merge_tokens: token merging applies to the encoder"):
         bad.validate_for(mae_shape)
+
+
+def test_static_int8_merging_export_keeps_integer_matmuls(tmp_path, monkeypatch):
+    """A merging model is exported at a static shape; there ONNX Runtime's MatMulAddFusion would turn each
+    static-int8 Linear into Reshape + Gemm on a weight dequantized every call. The export's [1, 1, N] biases
+    keep the MatMuls (toolkit.onnx_static.keep_bias_adds), which ORT runs as integer kernels, and the outputs are
+    what the old graph gives with that fusion switched off in the session."""
+    import toolkit.onnx_quant as oq
+
+    m, cfg = _merging([4, 4])
+    cfg = replace(cfg, act_bits=8, blocks=tuple(replace(b, weight_bits={k: 8 for k in b.weight_bits}) for b in cfg.blocks))
+    student = compress(m, replace(cfg, act_bits=32), recover_steps=0)[0]  # the graph's structure; ORT calibrates
+    calib = [(torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(s)), None) for s in range(2)]
+
+    def export(name: str) -> str:
+        path = export_onnx(student, tmp_path / f"{name}.onnx")
+        quantize_onnx(path, tmp_path / f"{name}_q.onnx", linear_bits=linear_bits_for(student, cfg), act_bits=8,
+                      calib_batches=calib)
+        return str(tmp_path / f"{name}_q.onnx")
+
+    def ran(path: str, **kw) -> tuple[set[str], ort.InferenceSession]:
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = path + ".opt.onnx"
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"], **kw)
+        return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}, sess
+
+    now = export("now")
+    monkeypatch.setattr(oq, "keep_bias_adds", lambda model, matmuls=None: 0)
+    before = export("before")
+    ops_now, sess_now = ran(now)
+    ops_before, _ = ran(before)
+    _, sess_unfused = ran(before, disabled_optimizers=["MatMulAddFusion"])
+    # before: weights dequantized at run time for fp32 Gemms; now: integer kernels (the check can fail)
+    assert "DequantizeLinear" in ops_before and "MatMulIntegerToFloat" not in ops_before
+    assert "DequantizeLinear" not in ops_now and "MatMulIntegerToFloat" in ops_now
+    x = {"images": torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(9)).numpy()}
+    assert np.array_equal(sess_now.run(None, x)[0], sess_unfused.run(None, x)[0])
