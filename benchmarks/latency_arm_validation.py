@@ -57,7 +57,7 @@ from evaluators.latency.derive.vit_anchored import (
     to_ort_at_ref,
 )
 from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, pruned_ops, row_ops
-from evaluators.latency.fit.whole_model import QED, fit_group_scales, read_rows, term_groups, vit_shape
+from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups, vit_shape
 from evaluators.latency.predict.ops import decompose
 from evaluators.latency.predict.predictor import LatencyPredictor
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, load_profile
@@ -91,7 +91,7 @@ def main() -> int:
     settings = [("Cortex-A76, both runtimes (shipped)", fit_rows(rows))]
     for core in CORES:
         for rt in RUNTIMES:
-            settings.append((f"{core}, {rt}", [r for r in qed_rows(rows, core) if r.runtime == rt]))
+            settings.append((f"{core}, {rt}", qed_rows(rows, core, runtimes=(rt,))))
     per_setting = _heldout_settings(base, f, settings)
     for (label, cr), (held, checks) in zip(settings, per_setting):
         scales = fit_group_scales(base, cr, [to_ort_at_ref(r, f) for r in cr])
@@ -270,8 +270,7 @@ def _spread_weighted(base, f: dict, settings: list, rows: list) -> None:
     print("sensitivity, not shipped -- every fit weighted by its rows' reported spread (1 / max(std / mean, floor); the "
           "first floor is the shipped A76 fit's held-out MAPE): " + "; ".join(out))
     fresh = [(f"{core}, {n} threads, {rt}", cr) for core in CORES for n in (2, 3, 4) for rt in RUNTIMES
-             if (cr := [r for r in rows if r.source == QED and r.core == core and r.threads == n and r.runtime == rt
-                        and r.dtype == "fp32" and r.shape is not None and r.ghz])]
+             if (cr := qed_rows(rows, core, runtimes=(rt,), threads=n))]
     (n, s0, m0, w0, _), (_, s1, m1, w1, _) = (_pooled(fresh, _heldout_settings(base, f, fresh, fl)) for fl in (None, a76))
     adopt = s1 >= s0 - 0.01 and m1 <= m0 + 0.002 and w1 <= w0
     print(f"the decision, on fresh rows ({len(fresh)} core x threads x runtime settings of 2-4 threads, {n} held-out "
@@ -289,16 +288,15 @@ def _thread_model(base, f: dict, rows: list) -> None:
           "one-thread groups from each core's one-thread fit (for the A76 the shipped one):\n")
     print("| core | size-scaling checks | within ±15% | worst |")
     print("|---|---|---|---|")
-    a76 = []
-    for core in CORES:
-        checks = thread_checks(base, rows, f, core)
+    by_core = {core: thread_checks(base, rows, f, core) for core in CORES}
+    for core, checks in by_core.items():
         t = thread_summary(checks)
-        a76 = checks if core == "Cortex-A76" else a76
         print(f"| {core}{' (shipped)' if core == 'Cortex-A76' else ''} | {t['n']} | {100 * t['within_15pct']:.0f}% | "
               f"{100 * t['worst_abs_error']:.1f}% |")
     print("\nthe A76's (the rpi5 / rk3588 / Snapdragon 855+ 4-thread profiles list them): " + "; ".join(
         f"{c['runtime']} {c['threads']} threads (k {c['k']:.2f}) {_short(c['models'])} {c['predicted']:.2f} / "
-        f"{c['measured']:.2f} ({100 * c['error']:+.1f}%; one-thread shape {c['one_thread_predicted']:.2f})" for c in a76))
+        f"{c['measured']:.2f} ({100 * c['error']:+.1f}%; one-thread shape {c['one_thread_predicted']:.2f})"
+        for c in by_core["Cortex-A76"]))
 
 
 def _pruning_speedups(snp: dict) -> None:

@@ -70,7 +70,7 @@ def main() -> int:
     keep = oq.keep_bias_adds
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, cfg) in enumerate(models().items()):
-            for tag, fix in (("now", keep), ("before", lambda model, matmuls=None: 0)):
+            for tag, fix in (("now", keep), ("before", lambda model, matmuls: 0)):
                 oq.keep_bias_adds = fix
                 try:
                     path = Path(tmp) / f"m{i}_{tag}.onnx"

@@ -37,8 +37,8 @@ def dequantized_matmuls(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in dq}
 
 
-def keep_bias_adds(model: onnx.ModelProto, matmuls: set[str] | None = None) -> int:
-    """Give the rank-1 bias of each ``Add`` after a MatMul (named in ``matmuls``; default: every MatMul) on a
+def keep_bias_adds(model: onnx.ModelProto, matmuls: set[str]) -> int:
+    """Give the rank-1 bias of each ``Add`` after a MatMul named in ``matmuls`` on a
     rank-3 activation the shape ``[1, 1, N]`` (same values, same broadcast), in place; returns how many.
 
     Why: with every shape known, ONNX Runtime's ``MatMulAddFusion`` rewrites MatMul + Add on a ``[B, T, K]``
@@ -54,8 +54,7 @@ def keep_bias_adds(model: onnx.ModelProto, matmuls: set[str] | None = None) -> i
     rank = {v.name: len(v.type.tensor_type.shape.dim)
             for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.type.tensor_type.HasField("shape")}
     inits = {i.name: i for i in model.graph.initializer}
-    matmul_out = {n.output[0] for n in model.graph.node
-                  if n.op_type == "MatMul" and (matmuls is None or n.name in matmuls)}
+    matmul_out = {n.output[0] for n in model.graph.node if n.op_type == "MatMul" and n.name in matmuls}
     # the exporter shares equal parameters (zero biases of a fresh model) through Identity nodes: follow them to
     # the initializer and give each Add its own [1, 1, N] copy, leaving the shared tensor as it was
     identity = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity"}

@@ -193,7 +193,7 @@ def test_static_int8_merging_export_keeps_integer_matmuls(tmp_path, monkeypatch)
         return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}, sess
 
     now = export("now")
-    monkeypatch.setattr(oq, "keep_bias_adds", lambda model, matmuls=None: 0)
+    monkeypatch.setattr(oq, "keep_bias_adds", lambda model, matmuls: 0)
     before = export("before")
     ops_now, sess_now = ran(now)
     ops_before, _ = ran(before)

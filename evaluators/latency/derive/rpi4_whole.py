@@ -67,7 +67,7 @@ def big_core_weight_scales(profile: DeviceProfile, rows: list[WholeRow], f: dict
     out = {}
     for core in BIG_CORES:
         for rt in ("tflite", "pytorch-mobile"):
-            cr = [r for r in qed_rows(rows, core) if r.runtime == rt]
+            cr = qed_rows(rows, core, runtimes=(rt,))
             out[f"{core}, {rt}"] = float(fit_group_scales(profile, cr, [to_ort_at_ref(r, f) for r in cr])[1])
     return out
 

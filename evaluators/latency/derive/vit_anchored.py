@@ -77,9 +77,11 @@ FAST_DEVICES = (
 
 
 def qed_rows(rows: list[WholeRow], core: str = "Cortex-A76", dtype: str = "fp32",
-             runtimes: tuple[str, ...] = ("tflite", "pytorch-mobile")) -> list[WholeRow]:
-    """qed's one-core rows of plain ViTs on ``core`` at ``dtype`` in ``runtimes``."""
-    return [r for r in rows if r.source == QED and r.core == core and r.threads == 1 and r.shape is not None
+             runtimes: tuple[str, ...] = ("tflite", "pytorch-mobile"), threads: int | None = 1) -> list[WholeRow]:
+    """qed's rows of plain ViTs on ``core`` at ``dtype`` in ``runtimes`` and ``threads`` (None: every thread
+    count; default one core)."""
+    return [r for r in rows if r.source == QED and r.core == core and r.threads is not None
+            and (threads is None or r.threads == threads) and r.shape is not None
             and r.dtype == dtype and r.runtime in runtimes and r.ghz]
 
 
@@ -161,8 +163,7 @@ def thread_checks(base: DeviceProfile, rows: list[WholeRow], f: dict, core: str)
     fit = qed_rows(rows, core)
     scales = fit_group_scales(base, fit, [to_ort_at_ref(r, f) for r in fit])
     groups = {r.model: term_groups(base, r.shape) * scales for r in fit}
-    qed = [r for r in rows if r.source == QED and r.core == core and r.dtype == "fp32" and r.shape is not None
-           and r.ghz and r.threads]
+    qed = qed_rows(rows, core, threads=None)
     out = []
     for dev, ghz, rt, n in sorted({(r.device, r.ghz, r.runtime, r.threads) for r in qed if r.threads > 1}):
         ms = {r.model: r.latency_ms for r in qed if (r.device, r.ghz, r.runtime, r.threads) == (dev, ghz, rt, n)}
