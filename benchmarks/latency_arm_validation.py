@@ -19,7 +19,10 @@ Prints, from the project's CSV of published measurements (no timing here; second
    size-scaling checks, the default model with its bounds; SNP's batch-1 ONNX rows of a Pi 4 (held out) against
    the 4-thread Pi 4 profile, with the speed-ups of its structurally pruned DeiTs (against the HAT-based profile
    before the refit and MACs alone too); and the default's batch-1 size scaling against the A75's multi-size rows;
-   every measured DeiT-S / DeiT-T ratio in the data by core and threads, against the shipped profiles.
+   every measured DeiT-S / DeiT-T ratio in the data by core and threads, against the shipped profiles;
+6. this project's own board runs (``evaluators/latency/data/reference_kit_runs.csv``: the reference kit of
+   ``maec measure --sweep reference`` timed in ONNX Runtime on a board, ``maec validate --add-to-data``) against
+   the shipped profile of their core and thread count, per model and as size-scaling ratios.
 
     .venv/bin/python benchmarks/latency_arm_validation.py
 """
@@ -56,6 +59,8 @@ from evaluators.latency.derive.vit_anchored import (
     thread_summary,
     to_ort_at_ref,
 )
+from evaluators.latency.fit.reference_check import BOARD_PROFILES, RUNS_CSV, board_runs, check_ratios, check_whole_rows
+from evaluators.latency.fit.reference_check import summary as board_summary
 from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, pruned_ops, row_ops
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups, vit_shape
 from evaluators.latency.predict.ops import decompose
@@ -198,6 +203,7 @@ def main() -> int:
                   f"an A75 @ {top} GHz ({rt}) {meas[a] / meas[b]:.2f}: {100 * err:+.0f}%")
     _pruning_speedups(snp)
     _small_over_tiny()
+    _board_runs()
     return 0
 
 
@@ -353,6 +359,34 @@ def _small_over_tiny() -> None:
     macs = [sum(o.macs for o in decompose(x, global_pool="token")) for x in shapes]
     print("\nshipped profiles, batch 1: " + ", ".join(f"{n} {v:.2f}" for n, v in pred.items())
           + f"; MACs {macs[0] / macs[1]:.2f}")
+
+
+def _board_runs() -> None:
+    """Section 6: the project's own reference-kit runs on boards, each against the profile of its core and threads."""
+    print(f"\n## 6. This project's reference kit on boards ({RUNS_CSV.name})\n")
+    groups = board_runs()
+    if not groups:
+        print("none yet. On a Raspberry Pi 4 (the default profile's board; one ONNX Runtime thread there is unmeasured "
+              "by any public source) or an A76 board: `maec measure --sweep reference --export-kit refkit/`, on the "
+              "board `python3 run_kit.py --threads 1 --out pi4-1t.csv` (and `--threads 4`), then `maec validate "
+              "pi4-1t.csv --device rpi4-a72-ort-1t --add-to-data` and commit the CSV")
+        return
+    for (_, device, core, ghz, threads, runtime, dtype), runs in groups.items():
+        name = BOARD_PROFILES.get((core, threads))
+        head = f"- {device}, {core}{f' @ {ghz:g} GHz' if ghz else ''}, {threads} thread(s), {runtime} {dtype}"
+        if name is None:
+            print(f"{head}: no shipped profile claims this core and thread count")
+            continue
+        models = check_whole_rows(load_profile(name), runs)
+        ratios = check_ratios(models)
+        s = board_summary(models, ratios)
+        print(f"{head} against {name}: " + ", ".join(f"{_short(m.model)} {m.measured_ms:.1f} ms ({100 * m.error:+.1f}%)"
+                                                     for m in models))
+        for r in ratios:
+            print(f"  size scaling {_short(r.larger + ' / ' + r.smaller)}: measured {r.measured:.2f}, predicted "
+                  f"{r.predicted:.2f} ({100 * r.error:+.1f}%)")
+        print(f"  {100 * s['within_25pct']:.0f}% of {s['models']} within ±25%, worst size-scaling error "
+              f"{100 * s['worst_ratio_error']:.1f}%: {'targets met' if s['targets_met'] else 'targets missed'}")
 
 
 def _short(pair: str) -> str:

@@ -12,7 +12,8 @@ from core.errors import UserError
 
 # Commands in the order ``maec --help`` lists them; modules are imported lazily so that
 # ``maec --help`` stays fast.
-COMMANDS = ("eval", "finetune", "apply", "example-config", "inspect", "sensitivity", "devices", "measure", "calibrate")
+COMMANDS = ("eval", "finetune", "apply", "example-config", "inspect", "sensitivity", "devices", "measure", "calibrate",
+            "validate")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,6 +2,7 @@
 
     maec measure --out host.csv --threads 1          # measure here
     maec measure --export-kit kit/                   # ONNX files + run_kit.py for a Pi or a phone
+    maec measure --sweep reference --export-kit refkit/   # whole DeiT-T/S/B, ViT-B/16, B/32 for `maec validate`
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-kit", default=None, metavar="DIR",
                    help="write the ONNX files, manifest and run_kit.py (numpy + onnxruntime only) instead of timing")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
-    p.add_argument("--sweep", choices=("quick", "standard", "proof"), default="standard")
+    p.add_argument("--sweep", default="standard",
+                   help="quick, standard (default), proof, or reference: whole published ViTs (DeiT-T/S/B, ViT-B/16, "
+                        "B/32) for `maec validate`")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled shapes and models")
     p.add_argument("--what", choices=("all", "ops", "models"), default="all", help="operator rows, model rows or both")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per benchmark (median reported)")
@@ -31,11 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators.latency.measure.kit import build_kit, measure, sweep_items
+    from evaluators.latency.measure.kit import SWEEPS, build_kit, measure, sweep_items
     from evaluators.latency.measure.op_items import SPAN_BYTES, l2_bytes
 
     if (args.out is None) == (args.export_kit is None):
         raise UsageError("give exactly one of --out FILE.csv (measure here) or --export-kit DIR")
+    if args.sweep not in SWEEPS:  # checked here, not by argparse choices: the kit module imports torch
+        raise UsageError(f"--sweep must be one of {', '.join(SWEEPS)}, got {args.sweep!r}")
+    if args.sweep == "reference" and args.what != "all":
+        raise UsageError("the reference sweep is whole models only; leave --what out")
     if args.threads < 1 or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
         raise UsageError("--threads, --repeats and --rounds must be at least 1 and --warmup at least 0")
     # before building hundreds of ONNX files: a place we cannot write to is refused now, not at the end
@@ -46,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     items = sweep_items(args.sweep, args.seed, ops=args.what != "models", models=args.what != "ops", span=span)
     if args.export_kit:
         folder = build_kit(items, Path(args.export_kit), progress=not args.quiet)
+        then = "maec validate device.csv --device PROFILE" if args.sweep == "reference" else "maec calibrate device.csv --name NAME"
         print(f"wrote {len(items)} ONNX files, manifest.json and run_kit.py to {folder}; on the device run "
-              f"`python3 run_kit.py --threads {args.threads} --rounds {args.rounds} --out device.csv`, then `maec calibrate device.csv --name NAME`")
+              f"`python3 run_kit.py --threads {args.threads} --rounds {args.rounds} --out device.csv`, then `{then}`")
         return 0
     n = measure(items, Path(args.out), threads=args.threads, repeats=args.repeats, warmup=args.warmup,
                 device=args.device, rounds=args.rounds, progress=not args.quiet)
-    print(f"wrote {n} rows to {args.out}; next: `maec calibrate {args.out} --name NAME`")
+    then = f"maec validate {args.out} --device PROFILE" if args.sweep == "reference" else f"maec calibrate {args.out} --name NAME"
+    print(f"wrote {n} rows to {args.out}; next: `{then}`")
     return 0
 
 

@@ -13,14 +13,19 @@ from evaluators.latency.measure.items import BenchItem
 from evaluators.latency.measure.model_items import model_items
 from evaluators.latency.measure.op_items import SPAN_BYTES, op_items
 from evaluators.latency.measure.ort_timing import pin_to_core
+from evaluators.latency.measure.reference_items import reference_items
 
-SWEEPS = ("quick", "standard", "proof")
+SWEEPS = ("quick", "standard", "proof", "reference")
 
 
 def sweep_items(sweep: str = "standard", seed: int = 0, *, ops: bool = True, models: bool = True,
                 span: float = SPAN_BYTES) -> list[BenchItem]:
+    """The benchmarks of a sweep; ``reference`` is whole published ViTs only (:mod:`reference_items`: no
+    operator rows, nothing sampled, so ``ops`` / ``models`` / ``seed`` do not apply)."""
     if sweep not in SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}")
+    if sweep == "reference":
+        return reference_items()
     return (op_items(sweep, seed, span) if ops else []) + (model_items(sweep, seed) if models else [])
 
 def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -> Path:

@@ -104,5 +104,6 @@ def test_the_validation_benchmark_runs_and_prints_every_section(arm_dir):
     assert out.returncode == 0, out.stderr[-2000:]
     for line in ("## 1. Runtime transfer factors", "held out: 11 rows", "fitted on each device's rows alone",
                  "worst pruning speed-up error of the shipped profile", "DeiT-S / DeiT-T (224 px, fp32) as measured",
-                 "sensitivity, not shipped", "the decision, on fresh rows", "| Cortex-A76 (shipped) | 8 |"):
+                 "sensitivity, not shipped", "the decision, on fresh rows", "| Cortex-A76 (shipped) | 8 |",
+                 "## 6. This project's reference kit on boards"):
         assert line in out.stdout, line
