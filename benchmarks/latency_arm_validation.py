@@ -368,7 +368,7 @@ def _board_runs() -> None:
     if not groups:
         print("none yet. On a Raspberry Pi 4 (the default profile's board; one ONNX Runtime thread there is unmeasured "
               "by any public source) or an A76 board: `maec measure --sweep reference --export-kit refkit/`, on the "
-              "board `python3 run_kit.py --threads 1 --out pi4-1t.csv` (and `--threads 4`), then `maec validate "
+              "board `python3 run_kit.py --threads 1 --repeats 10 --warmup 2 --out pi4-1t.csv` (~7 min; and `--threads 4`), then `maec validate "
               "pi4-1t.csv --device rpi4-a72-ort-1t --add-to-data` and commit the CSV")
         return
     for (_, device, core, ghz, threads, runtime, dtype), runs in groups.items():

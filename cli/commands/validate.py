@@ -3,7 +3,7 @@ device (DeiT-T/S/B, ViT-B/16, ViT-B/32; ``maec measure --sweep reference``), per
 ratios. Exit status 0 when both targets hold (>= 80% of models within ±25%, every ratio within ±15%), 1 when
 not, 2 on bad input.
 
-    maec measure --sweep reference --export-kit refkit/     # on the board: python3 run_kit.py --threads 1 --out pi4-1t.csv
+    maec measure --sweep reference --export-kit refkit/     # on the board: python3 run_kit.py --threads 1 --repeats 10 --out pi4-1t.csv
     maec validate pi4-1t.csv --device rpi4-a72-ort-1t
     maec validate pi4-1t.csv --device rpi4-a72-ort-1t --add-to-data --cpu-cores "4x Cortex-A72 @1.8 GHz"
 """

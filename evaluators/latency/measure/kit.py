@@ -13,7 +13,7 @@ from evaluators.latency.measure.items import BenchItem
 from evaluators.latency.measure.model_items import model_items
 from evaluators.latency.measure.op_items import SPAN_BYTES, op_items
 from evaluators.latency.measure.ort_timing import pin_to_core
-from evaluators.latency.measure.reference_items import reference_items
+from evaluators.latency.measure.reference_items import PREFIX, reference_items
 
 SWEEPS = ("quick", "standard", "proof", "reference")
 
@@ -28,6 +28,19 @@ def sweep_items(sweep: str = "standard", seed: int = 0, *, ops: bool = True, mod
         return reference_items()
     return (op_items(sweep, seed, span) if ops else []) + (model_items(sweep, seed) if models else [])
 
+
+_README = ("Latency kit for `maec calibrate`. On the device (needs python3, numpy, onnxruntime):\n"
+           "    python3 run_kit.py --threads 1 --rounds 3 --out my_device.csv\n"
+           "Close other programs, keep the device cool and plugged in. Then, where the project is installed:\n"
+           "    maec calibrate my_device.csv --name my-device\n")
+_REFERENCE_README = (
+    "Reference kit for `maec validate`: whole DeiT-T/S/B, ViT-B/16, ViT-B/32 (224 px, fp32). On the device (needs\n"
+    "python3, numpy, onnxruntime; ~7 min at one thread on a Raspberry Pi 4):\n"
+    "    python3 run_kit.py --threads 1 --repeats 10 --warmup 2 --out my_device-1t.csv\n"
+    "Close other programs, keep the device cool and plugged in. Then, where the project is installed:\n"
+    "    maec validate my_device-1t.csv --device PROFILE [--add-to-data --cpu-cores '4x Cortex-A72 @1.8 GHz']\n")
+
+
 def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -> Path:
     """Write each item's ONNX file, ``manifest.json`` and ``run_kit.py`` (the numpy + onnxruntime runner)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,11 +53,8 @@ def build_kit(items: list[BenchItem], folder: Path, *, progress: bool = False) -
             print(f"built [{i + 1}/{len(items)}] {item.bench}", file=sys.stderr)
     (folder / "manifest.json").write_text(json.dumps({"format": "maec-measure-kit/1", "entries": entries}, indent=1))
     _write_runner(folder)
-    (folder / "README.txt").write_text(
-        "Latency kit for `maec calibrate`. On the device (needs python3, numpy, onnxruntime):\n"
-        "    python3 run_kit.py --threads 1 --rounds 3 --out my_device.csv\n"
-        "Close other programs, keep the device cool and plugged in. Then, where the project is installed:\n"
-        "    maec calibrate my_device.csv --name my-device\n")
+    reference = bool(items) and all(item.bench.startswith(PREFIX) for item in items)
+    (folder / "README.txt").write_text(_REFERENCE_README if reference else _README)
     return folder
 
 

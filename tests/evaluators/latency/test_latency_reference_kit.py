@@ -55,6 +55,7 @@ def deit_tiny_run(tmp_path_factory) -> tuple:
 
 def test_validate_prices_a_timed_reference_model_as_inspect_does(deit_tiny_run, capsys):
     out, (row,) = deit_tiny_run
+    assert "maec validate" in (out.parent / "README.txt").read_text()  # the kit says what to do with its CSV
     code = main(["validate", str(out), "--device", "rpi4-a72-ort-1t", "--json"])
     data = json.loads(capsys.readouterr().out)
     (m,) = data["models"]
