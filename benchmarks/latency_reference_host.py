@@ -1,5 +1,5 @@
 """The per-operator method on whole published ViTs, on this machine: how far a profile calibrated from the
-operator sweep (the embedded model's shapes: widths up to 192, at most 50 tokens) carries to DeiT-T/S/B and
+operator sweep (Linear rows up to 3072 wide at 10-197 tokens, block chains of 21 MB at most) carries to DeiT-T/S/B and
 ViT-B/16, B/32 at 224 px -- what ``maec calibrate`` then ``maec validate`` tell a user about their own board.
 
 One kit: the standard operator sweep and the five reference models (``maec measure --sweep reference``),
