@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from evaluators.latency.fit.reference_check import board_status
 from evaluators.latency.predict.profile import DEFAULT_PROFILE, all_profiles, user_profile_dir
 
 
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{p.name}{mark}: {p.device}; {p.cpu}")
         print(f"    runtime: {p.runtime}; {p.threads} thread(s); confidence {p.confidence}")
         print(f"    {_figures(p.validation)}")
+        board = board_status(p.name)
+        if board:
+            print(f"    {board}")
         srcs = sorted({x.get("repo") or x.get("source", "") for x in p.provenance})
         print(f"    sources: {', '.join(s for s in srcs if s)}")
         for a in p.assumptions:  # the priors (int8 / fp16 from CNN data, int4 assumed) are part of the figures

@@ -22,6 +22,7 @@ def test_devices_lists_profiles_with_their_figures(capsys):
     assert "rpi4-a72-ort-1t (default)" in out and "held-out MAPE" in out and "ncnn" in out
     four = out[out.index("rpi5-a76-ort-4t:"):].split("\n")[:3]
     assert "confidence low" in four[1] and "its thread model on the A76's own 2-3-thread rows" in four[2]
+    assert out.count("board runs of the reference kit: ") == 4  # the Pi 4 / Pi 5 profiles, runs or how to make one
     assert main(["devices", "-v"]) == 0
     assert "thread model, Google Pixel 4 A76 @ 2.32 GHz, tflite, 3 threads" in capsys.readouterr().out
     assert main(["devices", "--json"]) == 0

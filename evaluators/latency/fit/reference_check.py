@@ -22,7 +22,7 @@ from evaluators.latency.fit.calibrate import Sample
 from evaluators.latency.fit.whole_model import WholeRow, core_type, read_rows
 from evaluators.latency.measure.reference_items import PREFIX
 from evaluators.latency.predict.predictor import LatencyPredictor
-from evaluators.latency.predict.profile import DeviceProfile
+from evaluators.latency.predict.profile import DeviceProfile, load_profile
 
 RUNS_CSV = Path(__file__).resolve().parents[1] / "data" / "reference_kit_runs.csv"
 SOURCE = "maec measure --sweep reference (this project's kit)"
@@ -91,6 +91,26 @@ def check_whole_rows(profile: DeviceProfile, rows: list[WholeRow]) -> list[Model
     """Board runs (data rows of reference models) priced by ``profile``, as :func:`check_models` prices a CSV."""
     predictor = LatencyPredictor(profile)
     return [ModelCheck(r.model, r.latency_ms, predictor.predict_ms(r.shape, global_pool="token")) for r in rows if r.shape]
+
+
+def board_status(profile_name: str, path: Path = RUNS_CSV) -> str | None:
+    """One line for ``maec devices``: the reference-kit runs whose core and threads ``profile_name`` claims
+    (:data:`BOARD_PROFILES`), each with validate's figures, or how to make the first; None for a profile no
+    board run can check."""
+    claims = [key for key, name in BOARD_PROFILES.items() if name == profile_name]
+    if not claims:
+        return None
+    runs = [(setting, rows) for setting, rows in board_runs(path).items() if (setting[2], setting[4]) in claims]
+    if not runs:
+        return (f"board runs of the reference kit: none yet (`maec measure --sweep reference --export-kit DIR`, "
+                f"`run_kit.py` on the board, `maec validate RUN.csv --device {profile_name} --add-to-data`)")
+    parts = []
+    for setting, rows in runs:
+        models = check_whole_rows(load_profile(profile_name), rows)
+        s = summary(models, check_ratios(models))
+        parts.append(f"{setting[1]}: {100 * s['within_25pct']:.0f}% of {s['models']} within ±25%, worst size ratio "
+                     f"{100 * s['worst_ratio_error']:.0f}%")
+    return "board runs of the reference kit: " + "; ".join(parts)
 
 
 def check_ratios(models: list[ModelCheck]) -> list[RatioCheck]:

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from evaluators.latency.measure.items import BenchItem, onnx_inputs
-from mae.loaders import load_timm
-from mae.model import describe
 from spaces.config import CompressionConfig
 
 # the data CSV's model name -> timm's architecture name
@@ -39,12 +35,18 @@ def reference_item(name: str) -> BenchItem:
     """One reference model (a key of :data:`REFERENCE_MODELS`) as a kit entry; ValueError for other names."""
     if name not in REFERENCE_MODELS:
         raise ValueError(f"unknown reference model {name!r}; choose from {', '.join(REFERENCE_MODELS)}")
+    # torch and timm only here: `maec validate` / `maec devices` read the names above without them
+    from mae.loaders import load_timm
+    from mae.model import describe
+
     model = load_timm(REFERENCE_MODELS[name])
     shape = describe(model, name=name)
     spec = {"shape": shape.to_dict(), "config": CompressionConfig.identity(shape).to_dict(), "task": "classify",
             "global_pool": model.arch.global_pool, "reference": name}
 
     def build(path: Path) -> list[dict]:
+        import torch
+
         from toolkit.export import export_onnx  # torch.onnx: only when a kit is built
 
         torch.manual_seed(0)

@@ -13,6 +13,7 @@ from evaluators.latency.fit.reference_check import (
     ModelCheck,
     append_rows,
     board_runs,
+    board_status,
     check_ratios,
     check_whole_rows,
     mixed_cores,
@@ -137,3 +138,6 @@ def test_board_runs_in_the_data_are_priced_as_validate_prices_them(deit_tiny_run
     (v,) = json.loads(capsys.readouterr().out)["models"]
     assert m.predicted_ms == pytest.approx(v["predicted_ms"], rel=1e-9) and m.measured_ms == pytest.approx(v["measured_ms"], abs=5e-4)
     assert board_runs(tmp_path / "absent.csv") == {}
+    # `maec devices` lists it under the profile that claims the run's core and threads, and the way to a first one
+    assert board_status("rpi4-a72-ort-1t", data).startswith("board runs of the reference kit: Raspberry Pi 4 Model B")
+    assert "none yet" in board_status("rpi5-a76-ort-4t", data) and board_status("dimensity-9300-ort-1t", data) is None
