@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.export_kit:
         folder = build_kit(items, Path(args.export_kit), progress=not args.quiet)
         then = "maec validate device.csv --device PROFILE" if args.sweep == "reference" else "maec calibrate device.csv --name NAME"
+        # the reference kit's models take seconds a run on a Pi: fewer repeats (its README.txt says the same)
+        runs = "--repeats 10 --warmup 2" if args.sweep == "reference" else f"--rounds {args.rounds}"
         print(f"wrote {len(items)} ONNX files, manifest.json and run_kit.py to {folder}; on the device run "
-              f"`python3 run_kit.py --threads {args.threads} --rounds {args.rounds} --out device.csv`, then `{then}`")
+              f"`python3 run_kit.py --threads {args.threads} {runs} --out device.csv`, then `{then}`")
         return 0
     n = measure(items, Path(args.out), threads=args.threads, repeats=args.repeats, warmup=args.warmup,
                 device=args.device, rounds=args.rounds, progress=not args.quiet)

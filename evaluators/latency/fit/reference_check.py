@@ -8,7 +8,8 @@ never saw.
 :func:`whole_rows` turns the runs into rows of the project's own board data
 (``evaluators/latency/data/reference_kit_runs.csv``, the columns of ``arm_whole_model.csv`` with their
 provenance), which ``benchmarks/latency_arm_validation.py`` prints against the shipped profiles. Only runs
-on ARM are accepted there: the file is ARM ground truth.
+on ARM are accepted there: the file is ARM ground truth. Our own code: ratios of a handful of predictions
+against the project's own CSV and profile format; no library has either.
 """
 from __future__ import annotations
 
