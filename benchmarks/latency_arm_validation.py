@@ -59,8 +59,7 @@ from evaluators.latency.derive.vit_anchored import (
     thread_summary,
     to_ort_at_ref,
 )
-from evaluators.latency.fit.reference_check import BOARD_PROFILES, RUNS_CSV, board_runs, check_ratios, check_whole_rows
-from evaluators.latency.fit.reference_check import summary as board_summary
+from evaluators.latency.fit.reference_check import RUNS_CSV, board_checks
 from evaluators.latency.fit.snp_pruned import PRUNED, base_shape, pruned_ops, row_ops
 from evaluators.latency.fit.whole_model import fit_group_scales, read_rows, term_groups, vit_shape
 from evaluators.latency.predict.ops import decompose
@@ -364,25 +363,23 @@ def _small_over_tiny() -> None:
 def _board_runs() -> None:
     """Section 6: the project's own reference-kit runs on boards, each against the profile of its core and threads."""
     print(f"\n## 6. This project's reference kit on boards ({RUNS_CSV.name})\n")
-    groups = board_runs()
-    if not groups:
+    checks = board_checks()
+    if not checks:
         print("none yet. On a Raspberry Pi 4 (the default profile's board; one ONNX Runtime thread there is unmeasured "
               "by any public source) or an A76 board: `maec measure --sweep reference --export-kit refkit/`, on the "
               "board `python3 run_kit.py --threads 1 --repeats 10 --warmup 2 --out pi4-1t.csv` (~7 min; and `--threads 4`), then `maec validate "
               "pi4-1t.csv --device rpi4-a72-ort-1t --add-to-data` and commit the CSV")
         return
-    for (_, device, core, ghz, threads, runtime, dtype), runs in groups.items():
-        name = BOARD_PROFILES.get((core, threads))
+    for c in checks:
+        _, device, core, ghz, threads, runtime, dtype = c["setting"]
         head = f"- {device}, {core}{f' @ {ghz:g} GHz' if ghz else ''}, {threads} thread(s), {runtime} {dtype}"
-        if name is None:
+        if c["profile"] is None:
             print(f"{head}: no shipped profile claims this core and thread count")
             continue
-        models = check_whole_rows(load_profile(name), runs)
-        ratios = check_ratios(models)
-        s = board_summary(models, ratios)
-        print(f"{head} against {name}: " + ", ".join(f"{_short(m.model)} {m.measured_ms:.1f} ms ({100 * m.error:+.1f}%)"
-                                                     for m in models))
-        for r in ratios:
+        s = c["summary"]
+        print(f"{head} against {c['profile']}: " + ", ".join(
+            f"{_short(m.model)} {m.measured_ms:.1f} ms ({100 * m.error:+.1f}%)" for m in c["models"]))
+        for r in c["ratios"]:
             print(f"  size scaling {_short(r.larger + ' / ' + r.smaller)}: measured {r.measured:.2f}, predicted "
                   f"{r.predicted:.2f} ({100 * r.error:+.1f}%)")
         print(f"  {100 * s['within_25pct']:.0f}% of {s['models']} within ±25%, worst size-scaling error "

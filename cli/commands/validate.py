@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 from core.errors import UsageError
-
-RUNS_CSV_NAME = "evaluators/latency/data/reference_kit_runs.csv"  # reference_check.RUNS_CSV, without its imports
+from evaluators.latency.fit.reference_check import RUNS_CSV  # no torch: maec devices imports it at start too
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("csv", help="CSV written by the reference kit's run_kit.py (or `maec measure --sweep reference`)")
     p.add_argument("--device", default=None, help="latency profile name or .json (default: the default profile)")
     p.add_argument("--add-to-data", nargs="?", const="", default=None, metavar="CSV",
-                   help=f"append the runs, with provenance, to the project's board data (default {RUNS_CSV_NAME}); "
+                   help=f"append the runs, with provenance, to the project's board data (default {RUNS_CSV}); "
                         "ARM runs only")
     p.add_argument("--cpu-cores", default="", help="the cores the threads ran on, e.g. '4x Cortex-A76 @2.4 GHz' "
                                                    "(default: the CSV's CPU model; required on big.LITTLE SoCs)")
@@ -40,7 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from evaluators.latency.fit.calibrate import read_measure_csv
     from evaluators.latency.fit.reference_check import (
-        RUNS_CSV,
         append_rows,
         check_models,
         check_ratios,

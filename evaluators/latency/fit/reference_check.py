@@ -94,24 +94,33 @@ def check_whole_rows(profile: DeviceProfile, rows: list[WholeRow]) -> list[Model
     return [ModelCheck(r.model, r.latency_ms, predictor.predict_ms(r.shape, global_pool="token")) for r in rows if r.shape]
 
 
+def board_checks(path: Path = RUNS_CSV) -> list[dict]:
+    """Each run of the data file (:func:`board_runs`) with the shipped profile that claims its core and threads
+    (:data:`BOARD_PROFILES`; None when none does) and that profile's checks of it: ``{"setting", "profile",
+    "models", "ratios", "summary"}`` -- what ``maec devices`` and ``latency_arm_validation.py`` section 6 print."""
+    out = []
+    for setting, rows in board_runs(path).items():
+        name = BOARD_PROFILES.get((setting[2], setting[4]))
+        models = check_whole_rows(load_profile(name), rows) if name else []
+        ratios = check_ratios(models)
+        out.append({"setting": setting, "profile": name, "models": models, "ratios": ratios,
+                    "summary": summary(models, ratios)})
+    return out
+
+
 def board_status(profile_name: str, path: Path = RUNS_CSV) -> str | None:
     """One line for ``maec devices``: the reference-kit runs whose core and threads ``profile_name`` claims
     (:data:`BOARD_PROFILES`), each with validate's figures, or how to make the first; None for a profile no
     board run can check."""
-    claims = [key for key, name in BOARD_PROFILES.items() if name == profile_name]
-    if not claims:
+    if profile_name not in BOARD_PROFILES.values():
         return None
-    runs = [(setting, rows) for setting, rows in board_runs(path).items() if (setting[2], setting[4]) in claims]
+    runs = [c for c in board_checks(path) if c["profile"] == profile_name]
     if not runs:
         return (f"board runs of the reference kit: none yet (`maec measure --sweep reference --export-kit DIR`, "
                 f"`run_kit.py` on the board, `maec validate RUN.csv --device {profile_name} --add-to-data`)")
-    parts = []
-    for setting, rows in runs:
-        models = check_whole_rows(load_profile(profile_name), rows)
-        s = summary(models, check_ratios(models))
-        parts.append(f"{setting[1]}: {100 * s['within_25pct']:.0f}% of {s['models']} within ±25%, worst size ratio "
-                     f"{100 * s['worst_ratio_error']:.0f}%")
-    return "board runs of the reference kit: " + "; ".join(parts)
+    return "board runs of the reference kit: " + "; ".join(
+        f"{c['setting'][1]}: {100 * c['summary']['within_25pct']:.0f}% of {c['summary']['models']} within ±25%, worst "
+        f"size ratio {100 * c['summary']['worst_ratio_error']:.0f}%" for c in runs)
 
 
 def check_ratios(models: list[ModelCheck]) -> list[RatioCheck]:
